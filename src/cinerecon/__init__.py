@@ -1,0 +1,3 @@
+"""cinerecon: accelerated cardiac cine MRI reconstruction (CRUNet-MR, baselines, evaluation)."""
+
+__version__ = "0.1.0"

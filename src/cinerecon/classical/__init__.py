@@ -1,0 +1,1 @@
+"""Classical reconstructions: zero-filled, CG-SENSE, GRAPPA, L+S."""

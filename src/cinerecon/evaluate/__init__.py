@@ -1,0 +1,1 @@
+"""Evaluation: metrics, dynamic regions, statistics, reports and figures."""

@@ -1,0 +1,131 @@
+"""Linear MRI operators on native complex tensors, and data consistency.
+
+Shapes follow the project convention:
+    image   x: (B, T, H, W) complex
+    k-space k: (B, C, T, H, W) complex
+    maps    S: (B, C, 1, H, W) complex (any size-1 axis broadcasts)
+    mask    M: real {0, 1}, broadcastable to k-space; phase encoding along W.
+
+Every operator is a pure function of the tensors it was built from, and has
+``forward``, ``adjoint`` (also ``.H``) and ``gram`` (A^H A).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .fft import fft2c, ifft2c
+
+
+@dataclass(frozen=True)
+class CoilSensitivity:
+    """Coil expand S: (B, T, H, W) -> (B, C, T, H, W); adjoint sums conj(S_c) over coils."""
+
+    maps: torch.Tensor  # (B, C, 1, H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps * x.unsqueeze(1)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return (self.maps.conj() * y).sum(dim=1)
+
+    H = adjoint
+
+
+@dataclass(frozen=True)
+class Mask:
+    """Sampling mask M (self-adjoint projection)."""
+
+    mask: torch.Tensor  # broadcastable to (B, C, T, H, W)
+
+    def forward(self, k: torch.Tensor) -> torch.Tensor:
+        return k * self.mask
+
+    adjoint = forward
+    H = forward
+
+
+@dataclass(frozen=True)
+class SenseOp:
+    """SENSE forward model A = M F S and its adjoint A^H = S^H F^-1 M.
+
+    Args:
+        maps: coil sensitivities (B, C, 1, H, W) complex.
+        mask: sampling mask broadcastable to (B, C, T, H, W); ``None`` means fully sampled.
+    """
+
+    maps: torch.Tensor
+    mask: torch.Tensor | None = None
+
+    def _m(self, k: torch.Tensor) -> torch.Tensor:
+        return k if self.mask is None else k * self.mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W) image -> (B, C, T, H, W) masked k-space."""
+        return self._m(fft2c(self.maps * x.unsqueeze(1)))
+
+    def adjoint(self, k: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) k-space -> (B, T, H, W) coil-combined image."""
+        return (self.maps.conj() * ifft2c(self._m(k))).sum(dim=1)
+
+    H = adjoint
+
+    def gram(self, x: torch.Tensor) -> torch.Tensor:
+        """A^H A x for x (B, T, H, W)."""
+        return self.adjoint(self.forward(x))
+
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        """Unmasked coil k-space F S x, (B, T, H, W) -> (B, C, T, H, W)."""
+        return fft2c(self.maps * x.unsqueeze(1))
+
+    def reduce(self, k: torch.Tensor) -> torch.Tensor:
+        """Unmasked coil combination S^H F^-1 k, (B, C, T, H, W) -> (B, T, H, W)."""
+        return (self.maps.conj() * ifft2c(k)).sum(dim=1)
+
+
+def hard_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
+    """Hard (noiseless) data consistency, paper eq. 6 with lambda -> infinity.
+
+    k = F S x; k <- (1 - M) k + M k0; x <- S^H F^-1 k.
+
+    Args:
+        x: current image estimate (B, T, H, W) complex.
+        k0: measured k-space (B, C, T, H, W) complex (zero where not sampled).
+        op: SenseOp holding maps and mask.
+
+    Returns:
+        Image (B, T, H, W) complex.
+    """
+    k = op.expand(x)
+    m = op.mask
+    if m is None:
+        return op.reduce(k0)
+    k = k - m * k + m * k0
+    return op.reduce(k)
+
+
+def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | float) -> torch.Tensor:
+    """Soft data consistency with regularisation weight lambda_0 (paper eq. 5-6).
+
+    On sampled locations k <- (k + lam * k0) / (1 + lam); elsewhere k is kept.
+    ``lam = inf`` reduces to :func:`hard_dc`; ``lam = 0`` leaves k unchanged.
+
+    Args:
+        x: (B, T, H, W) complex.
+        k0: (B, C, T, H, W) complex measured k-space.
+        op: SenseOp with maps and mask.
+        lam: non-negative scalar (float or tensor, may be learnable).
+
+    Returns:
+        Image (B, T, H, W) complex.
+    """
+    if isinstance(lam, float) and lam == float("inf"):
+        return hard_dc(x, k0, op)
+    k = op.expand(x)
+    m = op.mask if op.mask is not None else torch.ones((), device=k.device)
+    lam = torch.as_tensor(lam, device=k.device, dtype=k.real.dtype)
+    k_dc = (k + lam * k0) / (1 + lam)
+    k = (1 - m) * k + m * k_dc
+    return op.reduce(k)

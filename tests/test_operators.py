@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+from cinerecon.fft import fft1c, fft2c, ifft1c, ifft2c
+from cinerecon.operators import CoilSensitivity, Mask, SenseOp, hard_dc, soft_dc
+from conftest import random_problem
+
+
+def _dot(a, b):
+    return torch.vdot(a.flatten(), b.flatten())
+
+
+def test_fft2c_matches_numpy_centred_orthonormal():
+    x = torch.randn(3, 7, 6, dtype=torch.complex128)
+    ref = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x.numpy(), axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    np.testing.assert_allclose(fft2c(x).numpy(), ref, atol=1e-12)
+    np.testing.assert_allclose(ifft2c(fft2c(x)).numpy(), x.numpy(), atol=1e-12)
+    np.testing.assert_allclose(ifft1c(fft1c(x, 0), 0).numpy(), x.numpy(), atol=1e-12)
+
+
+def test_fft_dc_at_centre():
+    x = torch.ones(8, 7, dtype=torch.complex128)
+    k = fft2c(x)
+    assert abs(k[4, 3]) == pytest.approx(np.sqrt(56))
+    assert float(k.abs().sum() - k[4, 3].abs()) < 1e-9
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4, 10, 9), (2, 2, 3, 7, 8)])
+def test_sense_adjoint_complex128(shape):
+    b, c, t, h, w = shape
+    x, maps, mask = random_problem(b, c, t, h, w, dtype=torch.complex128)
+    op = SenseOp(maps, mask)
+    y = torch.randn(b, c, t, h, w, dtype=torch.complex128)
+    lhs, rhs = _dot(op.forward(x), y), _dot(x, op.adjoint(y))
+    assert abs(lhs - rhs) / abs(lhs) < 1e-12
+    # gram is self-adjoint and positive semi-definite
+    x2 = torch.randn_like(x)
+    assert abs(_dot(op.gram(x), x2) - _dot(x, op.gram(x2))) < 1e-10 * abs(_dot(op.gram(x), x2))
+    assert _dot(x, op.gram(x)).real >= 0
+
+
+def test_coil_and_mask_adjoint():
+    x, maps, mask = random_problem(2, 3, 4, 6, 5, dtype=torch.complex128)
+    s = CoilSensitivity(maps)
+    y = torch.randn(2, 3, 4, 6, 5, dtype=torch.complex128)
+    assert abs(_dot(s.forward(x), y) - _dot(x, s.H(y))) < 1e-10
+    m = Mask(mask)
+    assert abs(_dot(m.forward(y), y.conj()) - _dot(y, m.H(y.conj()))) < 1e-10
+
+
+def test_hard_dc_keeps_measured_and_soft_interpolates():
+    x, maps, mask = random_problem(1, 4, 3, 8, 8, dtype=torch.complex128)
+    op = SenseOp(maps, mask)
+    k0 = op.forward(x)
+    guess = torch.randn_like(x)
+    out = hard_dc(guess, k0, op)
+    # the coil k-space of the result equals the measurement where sampled (maps are unit sum-of-squares
+    # so S^H S = I; the projection of F S out on sampled lines equals k0 up to the coil-space projection)
+    assert torch.allclose(op.forward(hard_dc(x, k0, op)), k0, atol=1e-10)
+    assert torch.allclose(soft_dc(guess, k0, op, 0.0), op.reduce(op.expand(guess)), atol=1e-10)
+    assert torch.allclose(soft_dc(guess, k0, op, float("inf")), out)
+    big = soft_dc(guess, k0, op, 1e9)
+    assert torch.allclose(big, out, atol=1e-6)
