@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+
+from cinerecon.errors import ConfigError
+from cinerecon.masks import (PAPER_ACCELS, MaskSpec, acs_lines, effective_acceleration, equispaced,
+                             make_mask)
+
+
+@pytest.mark.parametrize("accel", PAPER_ACCELS)
+@pytest.mark.parametrize("width", [246, 204, 448])
+def test_cmrxrecon_masks_statistics(accel, width):
+    m = make_mask(MaskSpec("equispaced_acs", accel, 24), frames=12, width=width, seed=3)
+    assert m.shape == (1, 1, 1, width)
+    line = m.flatten().numpy().astype(bool)
+    centre = np.arange(width // 2 - 12, width // 2 + 12)
+    assert line[centre].all()
+    assert acs_lines(m) >= 24
+    # outside the ACS block the lines are exactly equispaced with spacing R
+    out = np.flatnonzero(line & ~np.isin(np.arange(width), centre))
+    assert set(np.diff(out)) <= {accel} | {accel * k for k in range(2, 30)}
+    n_expected = len(set(range(out[0] % accel, width, accel)) | set(centre))
+    assert int(line.sum()) == n_expected
+    eff = effective_acceleration(m)
+    assert eff == pytest.approx(width / n_expected)
+    assert eff < accel  # the ACS lowers the effective acceleration
+
+
+def test_uniform_has_no_acs_and_time_varying_shifts():
+    u = make_mask(MaskSpec("uniform", 4), frames=8, width=64, seed=0)
+    assert effective_acceleration(u) == pytest.approx(4.0)
+    assert acs_lines(u) <= 1
+    tv = make_mask(MaskSpec("time_varying", 4), frames=8, width=64, seed=0)
+    assert tv.shape == (1, 8, 1, 64)
+    # each frame is uniform at R=4 and the union over 4 consecutive frames covers all lines
+    assert torch.all(tv.sum(-1) == 16)
+    assert torch.all(tv[0, :4].amax(0) == 1)
+    assert not torch.equal(tv[0, 0], tv[0, 1])
+
+
+def test_random_acs_per_frame_and_seeding_leaves_global_rng():
+    state_np = np.random.get_state()[1].copy()
+    state_t = torch.random.get_rng_state().clone()
+    a = make_mask(MaskSpec("random_acs", 8, 8), frames=5, width=128, seed=7)
+    b = make_mask(MaskSpec("random_acs", 8, 8), frames=5, width=128, seed=7)
+    c = make_mask(MaskSpec("random_acs", 8, 8), frames=5, width=128, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a[0, 0], a[0, 1])
+    assert effective_acceleration(a) == pytest.approx(8.0, rel=0.1)
+    assert np.array_equal(np.random.get_state()[1], state_np)
+    assert torch.equal(torch.random.get_rng_state(), state_t)
+
+
+def test_bad_mask_arguments():
+    with pytest.raises(ConfigError):
+        MaskSpec("nope", 4)
+    with pytest.raises(ConfigError):
+        equispaced(32, 0)
+    with pytest.raises(ConfigError):
+        equispaced(32, 4, acs=40)
