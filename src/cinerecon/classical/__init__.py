@@ -2,27 +2,30 @@
 
 Each method is ``method(kspace, mask, maps, **params) -> image`` with k-space
 (B, C, T, H, W) complex, mask broadcastable to it, maps (B, C, 1, H, W), returning the
-coil-combined image (B, T, H, W) complex. :data:`CLASSICAL` maps CLI names to them.
+coil-combined image (B, T, H, W) complex. :data:`CLASSICAL` maps CLI names to them
+(built on first access so that importing one method does not import the others).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 import torch
 
-from .cg_sense import cg_sense
-from .grappa import grappa
-from .lowrank_sparse import lplus_s
-from .zero_filled import zero_filled
-
 Method = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-CLASSICAL: dict[str, Method] = {
-    "zero_filled": zero_filled,
-    "cg_sense": cg_sense,
-    "grappa": grappa,
-    "lplus_s": lplus_s,
+_WHERE = {
+    "zero_filled": ("zero_filled", "zero_filled"),
+    "cg_sense": ("cg_sense", "cg_sense"),
+    "grappa": ("grappa", "grappa"),
+    "lplus_s": ("lowrank_sparse", "lplus_s"),
 }
 
-__all__ = ["CLASSICAL", "cg_sense", "grappa", "lplus_s", "zero_filled"]
+
+def __getattr__(name: str):
+    if name == "CLASSICAL":
+        table = {key: getattr(importlib.import_module(f"{__name__}.{mod}"), fn) for key, (mod, fn) in _WHERE.items()}
+        globals()["CLASSICAL"] = table
+        return table
+    raise AttributeError(name)
