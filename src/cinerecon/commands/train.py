@@ -1,0 +1,115 @@
+"""``cinerecon train``: train a reconstruction model on our HDF5 files.
+
+    cinerecon train DATA_DIR --model crunet --accel 8 --epochs N --out RUN_DIR
+                    [--config YAML] [--init CKPT] [--resume] [--batch-size B] [--overwrite]
+                    [key=value ...]
+
+Resolution order: dataclass defaults -> preset (``finetune`` with --init) -> YAML ->
+the flags above -> ``key=value`` overrides (e.g. ``optim.lr=1e-4 data.frames_window=5``).
+With --resume and no --config, RUN_DIR/config.yaml is the base.
+Multi-GPU: ``torchrun --nproc_per_node N -m cinerecon.cli train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def _allow_intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Let ``key=value`` positionals follow options (``DATA --epochs 3 optim.lr=1e-4``).
+
+    Plain argparse stops filling positionals once an option intervenes; this parser is
+    made to parse with :meth:`argparse.ArgumentParser.parse_known_intermixed_args`.
+    """
+    plain = parser.parse_known_args
+    busy = False
+
+    def parse_known_args(args=None, namespace=None):
+        nonlocal busy
+        if busy:
+            return plain(args, namespace)
+        busy = True
+        try:
+            return parser.parse_known_intermixed_args(args, namespace)
+        finally:
+            busy = False
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+    return parser
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``train`` subcommand."""
+    p = subparsers.add_parser(
+        "train", help="train a reconstruction model (CRUNet-MR and baselines)",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Examples:\n  cinerecon train data/ --model crunet --accel 8 --epochs 100 --out runs/crunet_r8\n"
+               "  cinerecon train data/ --config configs/ablations/no_side_branches.yaml --out runs/abl1\n"
+               "  cinerecon train vendorB/ --init runs/crunet_r8/best.pt --out runs/ft  (finetune preset)\n"
+               "  cinerecon train data/ --out runs/crunet_r8 --resume")
+    p.add_argument("data_dir", help="directory of HDF5 files (optional train.txt / val.txt list the split)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. optim.lr=1e-4 model.kwargs.chans=32 data.frames_window=5")
+    p.add_argument("--model", help="registered model name (resets model.kwargs when it changes the model)")
+    p.add_argument("--accel", type=int, help="acceleration: uses the stored mask R<accel> (e.g. 8 -> R08)")
+    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--out", help="run directory (checkpoints, config.yaml, TensorBoard logs)")
+    p.add_argument("--config", help="YAML config (see configs/)")
+    p.add_argument("--init", help="initialise weights from this checkpoint (fine-tuning; fresh optimiser, "
+                                  "finetune schedule unless the YAML names a preset)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--batch-size", type=int, help="items per batch (per process)")
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty run directory")
+    p.add_argument("--set", action="append", default=[], metavar="key=value",
+                   help="a config override (same as a positional key=value); repeatable")
+    return _allow_intermixed(p)
+
+
+def resolve(args: argparse.Namespace):
+    """The :class:`TrainConfig` described by parsed arguments."""
+    from ..masks import MaskSpec
+    from ..train.config import load_config, with_overrides
+
+    base = args.config
+    if args.resume and base is None and args.out and (Path(args.out) / "config.yaml").is_file():
+        base = Path(args.out) / "config.yaml"
+    cfg = load_config(base, (), preset="finetune" if args.init else None)
+    data = dataclasses.replace(cfg.data, root=str(args.data_dir))
+    if args.accel is not None:
+        if args.accel < 1:
+            raise ConfigError(f"--accel must be >= 1, got {args.accel}")
+        data = dataclasses.replace(data, mask_key=f"R{args.accel:02d}",
+                                   masks=[MaskSpec(m.kind, args.accel, m.acs) for m in data.masks])
+    if args.batch_size is not None:
+        data = dataclasses.replace(data, batch_size=args.batch_size)
+    model = cfg.model
+    if args.model is not None and args.model != model.name:
+        model = dataclasses.replace(model, name=args.model, kwargs={})
+    changes = {"data": data, "model": model, "resume": bool(args.resume),
+               "overwrite": bool(args.overwrite or cfg.overwrite)}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.out is not None:
+        changes["out"] = args.out
+    if args.init is not None:
+        changes["init"] = args.init
+    cfg = dataclasses.replace(cfg, **changes)
+    overrides = [o for o in args.overrides if o] + list(args.set)
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"unexpected argument {o!r}: overrides look like key.sub=value")
+    return with_overrides(cfg, overrides) if overrides else cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and print the run directory."""
+    from ..train.loop import fit
+
+    cfg = resolve(args)
+    run_dir = fit(cfg)
+    print(f"run directory: {run_dir} (best.pt, last.pt, config.yaml, metrics.jsonl, tb/)")
+    return 0

@@ -1,0 +1,328 @@
+"""Checkpoints: atomic saves, loading for inference, resuming training.
+
+Our checkpoint is a ``torch.save`` of a plain dict (loadable with ``weights_only=True``)
+holding a :class:`Checkpoint`: the model's registry name and kwargs, its state dict,
+optimiser and scheduler state, the epoch and step counters, the best validation value,
+the RNG states and the resolved training config. :func:`load_model` also accepts the
+authors' CRUNet-MR checkpoints (dispatched to :mod:`cinerecon.models.compat`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError, DataError, OutputExistsError, WeightsNotFoundError
+from .config import TrainConfig, to_dict
+
+FORMAT = "cinerecon-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class RngState:
+    """Global RNG states (Python, NumPy, torch CPU and CUDA) in torch.load-safe types."""
+
+    python: tuple
+    numpy: tuple
+    torch_cpu: torch.Tensor
+    torch_cuda: list[torch.Tensor] = field(default_factory=list)
+
+    @classmethod
+    def capture(cls) -> "RngState":
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return cls(random.getstate(), (name, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                       int(has_gauss), float(cached)), torch.get_rng_state(), cuda)
+
+    def restore(self) -> None:
+        random.setstate(_to_tuple(self.python))
+        name, keys, pos, has_gauss, cached = self.numpy
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(self.torch_cpu)
+        if self.torch_cuda and torch.cuda.is_available() and len(self.torch_cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(self.torch_cuda)
+
+
+def _to_tuple(x: Any) -> Any:
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+@dataclass
+class Checkpoint:
+    """Contents of one of our checkpoints.
+
+    Attributes:
+        model_name: registry name (``cinerecon.models.build_model``).
+        model_kwargs: builder kwargs.
+        state_dict: model weights.
+        config: resolved :class:`TrainConfig` as a dict.
+        epoch: epochs completed.
+        step: optimiser steps completed.
+        optimizer: optimiser state (None in weights-only checkpoints).
+        scheduler: scheduler state.
+        best: best validation value so far (for best.pt selection) or None.
+        rng: :class:`RngState` as a dict, or None.
+        format: :data:`FORMAT`.
+        version: :data:`VERSION`.
+    """
+
+    model_name: str
+    model_kwargs: dict
+    state_dict: dict
+    config: dict
+    epoch: int = 0
+    step: int = 0
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    best: float | None = None
+    rng: dict | None = None
+    format: str = FORMAT
+    version: int = VERSION
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "checkpoint") -> "Checkpoint":
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in d]
+        if missing:
+            raise DataError(f"{source}: checkpoint lacks keys {missing}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def rng_state(self) -> RngState | None:
+        return None if self.rng is None else RngState(**self.rng)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel / DataParallel wrappers."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``.
+
+    A crash or an exception during the save leaves any previous file at ``path`` intact
+    and no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (temporary file in the same directory + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    scheduler: Any, epoch: int, cfg: TrainConfig | dict, step: int = 0,
+                    best: float | None = None, rng: bool = True,
+                    model_kwargs: dict | None = None) -> Path:
+    """Save a checkpoint atomically.
+
+    Args:
+        path: destination file (e.g. ``RUN/last.pt``).
+        model: the model (wrappers such as DDP are unwrapped).
+        optimizer: its state is saved when given.
+        scheduler: its ``state_dict()`` is saved when given.
+        epoch: epochs completed.
+        cfg: the resolved config (dataclass or dict); model name and kwargs are taken
+            from ``cfg.model`` unless ``model_kwargs`` is given.
+        step: optimiser steps completed.
+        best: best validation value so far.
+        rng: also save the global RNG states (for exact resumption).
+        model_kwargs: kwargs the model was built with, when they differ from ``cfg.model.kwargs``.
+
+    Returns:
+        ``path``.
+    """
+    cfg_dict = to_dict(cfg)
+    ck = Checkpoint(
+        model_name=cfg_dict["model"]["name"],
+        model_kwargs=dict(cfg_dict["model"]["kwargs"] if model_kwargs is None else model_kwargs),
+        state_dict=unwrap(model).state_dict(),
+        config=cfg_dict,
+        epoch=int(epoch),
+        step=int(step),
+        optimizer=None if optimizer is None else optimizer.state_dict(),
+        scheduler=None if scheduler is None else scheduler.state_dict(),
+        best=None if best is None else float(best),
+        rng=dataclasses.asdict(RngState.capture()) if rng else None,
+    )
+    return atomic_torch_save(ck.to_dict(), path)
+
+
+def _torch_load(path: Path, weights_only: bool = True) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except FileNotFoundError:
+        raise WeightsNotFoundError(f"checkpoint {path} does not exist") from None
+
+
+def is_our_checkpoint(obj: Any) -> bool:
+    """Whether a loaded object is one of our checkpoints."""
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Load one of our checkpoints (``weights_only``) for resuming or inspection."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        obj = _torch_load(path)
+    except WeightsNotFoundError:
+        raise
+    except Exception as e:
+        raise DataError(f"{path}: not a readable cinerecon checkpoint ({type(e).__name__}: {e})") from None
+    if not is_our_checkpoint(obj):
+        raise DataError(f"{path}: not a cinerecon checkpoint (no format={FORMAT!r} key)")
+    if int(obj.get("version", 0)) > VERSION:
+        raise DataError(f"{path}: checkpoint version {obj.get('version')} is newer than this cinerecon ({VERSION})")
+    return Checkpoint.from_dict(obj, str(path))
+
+
+def build_from_checkpoint(ck: Checkpoint, source: str = "checkpoint", **extra_kwargs) -> nn.Module:
+    """Build the registered model named in ``ck`` and load its weights (strict)."""
+    from ..models import build_model
+
+    model = build_model(ck.model_name, **{**ck.model_kwargs, **extra_kwargs})
+    try:
+        model.load_state_dict(ck.state_dict)
+    except RuntimeError as e:
+        raise DataError(f"{source}: weights do not fit model {ck.model_name!r} "
+                        f"with kwargs {ck.model_kwargs}: {e}") from None
+    return model
+
+
+def _load_authors(obj: Any, path: Path) -> tuple[nn.Module, dict]:
+    """An authors' CRUNet-MR checkpoint (a state dict, possibly wrapped as in Lightning files)."""
+    from ..models import compat
+
+    if obj is None:  # not readable weights-only: compat explains how to proceed
+        model = compat.load_authors_checkpoint(path)
+    elif compat.is_authors_state_dict(obj):
+        model = compat.load_authors_checkpoint(obj)
+    else:
+        keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+        raise DataError(f"{path}: neither a cinerecon checkpoint (format={FORMAT!r}) nor an authors' "
+                        f"CRUNet-MR state dict (found {keys})")
+    kwargs = model.config_dict() if hasattr(model, "config_dict") else compat.authors_config(obj)
+    return model, {"model": {"name": "crunet", "kwargs": to_dict(kwargs)}, "source": str(path)}
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a model for inference.
+
+    Args:
+        path: one of our checkpoints (``last.pt`` / ``best.pt``) or an authors' CRUNet-MR
+            checkpoint (state dict or Lightning ``.ckpt``).
+        device: where to put the model.
+
+    Returns:
+        (model in eval mode, config dict). For our checkpoints the dict is the resolved
+        training config (``cfg["model"]`` names the architecture); for the authors' ones it
+        holds at least ``{"model": {"name": "crunet", "kwargs": ...}}``.
+
+    Raises:
+        WeightsNotFoundError: the file does not exist.
+        DataError: the file is not a checkpoint we can read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"checkpoint {path} does not exist; pass a local file "
+                                   f"(our last.pt/best.pt or an authors' CRUNet-MR checkpoint)")
+    try:
+        obj = _torch_load(path, weights_only=True)
+    except Exception:
+        obj = None  # e.g. a Lightning checkpoint with pickled hyper-parameters
+    if is_our_checkpoint(obj):
+        ck = Checkpoint.from_dict(obj, str(path))
+        model = build_from_checkpoint(ck, str(path), **_inference_kwargs(ck))
+        cfg = dict(ck.config)
+    else:
+        model, cfg = _load_authors(obj, path)
+    return model.to(device).eval(), cfg
+
+
+def _inference_kwargs(ck: Checkpoint) -> dict:
+    """Training-only switches turned off for inference (activation checkpointing)."""
+    return {"checkpoint_cascades": False} if "checkpoint_cascades" in ck.model_kwargs else {}
+
+
+def prepare_run_dir(out: str | Path, resume: bool, overwrite: bool) -> Path:
+    """Create or validate a run directory.
+
+    A non-empty directory is only used when resuming (it must hold ``last.pt``) or with
+    ``overwrite`` (then our previous outputs there are replaced; other files are kept).
+
+    Raises:
+        OutputExistsError: non-empty directory without ``resume`` or ``overwrite``.
+        ConfigError: ``resume`` without ``last.pt``.
+    """
+    out = Path(out)
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise ConfigError(f"cannot resume: {out / 'last.pt'} does not exist")
+        return out
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"run directory {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"run directory {out} is not empty; use --resume to continue "
+                                f"or --overwrite to start again there")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -1,0 +1,317 @@
+"""The training loop: ``fit(cfg) -> run directory``.
+
+One epoch = one pass over the training set (AdamW, the paper's loss, optional bf16
+autocast on CUDA, optional gradient clipping), then validation on the val split
+(magnitude PSNR of the reconstruction and of the zero-filled input), then ``last.pt``
+(every epoch, with optimiser, scheduler and RNG states for exact resumption) and
+``best.pt`` (weights of the best validation PSNR; the lowest training loss without a
+validation set). The run directory also holds ``config.yaml`` (the resolved config),
+``metrics.jsonl`` (one line per epoch) and ``tb/`` (TensorBoard scalars).
+
+Run with ``torchrun --nproc_per_node N`` for DistributedDataParallel (see
+:mod:`cinerecon.train.distributed`); only rank 0 logs and saves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ..data.sample import CineBatch
+from ..errors import ConfigError, DataError
+from ..operators import SenseOp
+from .checkpoints import (atomic_write_text, load_model, prepare_run_dir, read_checkpoint, save_checkpoint,
+                          unwrap)
+from .config import ModelConfig, TrainConfig, dump_yaml
+from .data import build_datasets, train_loader, val_loader
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, resolve_device, wrap_model
+from .losses import LossTerms, reconstruction_loss
+from .schedule import make_scheduler
+
+RUN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.jsonl")
+TB_DIR = "tb"
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Means over one epoch (all ranks) of the loss terms, and validation results.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        lr: learning rate at the end of the epoch's training.
+        loss, kspace, l1, mse, ssim: mean training loss terms.
+        val_psnr: mean validation PSNR (dB) of the reconstruction, or None.
+        val_psnr_zf: mean validation PSNR of the zero-filled input, or None.
+        val_loss: mean validation loss, or None.
+    """
+
+    epoch: int
+    lr: float
+    loss: float
+    kspace: float
+    l1: float
+    mse: float
+    ssim: float
+    val_psnr: float | None = None
+    val_psnr_zf: float | None = None
+    val_loss: float | None = None
+
+
+def magnitude_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) of magnitude series with the data range max |target| per series.
+
+    Args:
+        pred: (B, T, H, W) complex.
+        target: (B, T, H, W) complex.
+
+    Returns:
+        (B,) PSNR values.
+    """
+    p, t = pred.abs().flatten(1), target.abs().flatten(1)
+    mse = ((p - t) ** 2).mean(dim=1).clamp_min(torch.finfo(p.dtype).tiny)
+    return 10.0 * torch.log10(t.amax(dim=1) ** 2 / mse)
+
+
+def _build_model(cfg: TrainConfig) -> tuple[nn.Module, TrainConfig]:
+    """Build the model of ``cfg`` (or the architecture and weights of ``cfg.init``)."""
+    from ..models import build_model
+
+    if cfg.init and not cfg.resume:
+        init_model, info = load_model(cfg.init, "cpu")
+        arch = info.get("model", {})
+        name, kwargs = arch.get("name", cfg.model.name), dict(arch.get("kwargs", {}))
+        if "checkpoint_cascades" in cfg.model.kwargs:
+            kwargs["checkpoint_cascades"] = cfg.model.kwargs["checkpoint_cascades"]
+        cfg = dataclasses.replace(cfg, model=ModelConfig(name, kwargs))
+        model = build_model(name, **kwargs)
+        model.load_state_dict(init_model.state_dict())
+    else:
+        model = build_model(cfg.model.name, **cfg.model.kwargs)
+    if cfg.checkpoint_cascades:
+        if hasattr(model, "checkpoint_cascades"):
+            model.checkpoint_cascades = True
+        else:
+            warnings.warn(f"model {cfg.model.name!r} does not support activation checkpointing; ignored")
+    return model.train(), cfg
+
+
+def _forward(model: nn.Module, batch: CineBatch, amp: bool, device: torch.device) -> torch.Tensor:
+    ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    with ctx:
+        pred = model(batch.kspace, batch.mask, batch.maps)
+    return pred.to(torch.complex64)
+
+
+def _require_target(batch: CineBatch) -> torch.Tensor:
+    if batch.target is None:
+        names = ", ".join(m.source or m.name for m in batch.meta)
+        raise DataError(f"training needs fully sampled targets; missing in {names}")
+    return batch.target
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.device,
+             info: DistInfo) -> tuple[float, float, float] | None:
+    """Mean (PSNR, zero-filled PSNR, loss) over the validation set (all ranks), or None if empty."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    for batch in loader:
+        batch = batch.to(device)
+        target = _require_target(batch)
+        pred = _forward(model, batch, cfg.amp, device)
+        zf = SenseOp(batch.maps, batch.mask.to(batch.kspace.real.dtype)).adjoint(batch.kspace)
+        loss = reconstruction_loss(pred, target, batch.maps, cfg.loss).total
+        n = pred.shape[0]
+        sums += torch.stack([magnitude_psnr(pred, target).sum().double(), magnitude_psnr(zf, target).sum().double(),
+                             loss.double() * n, torch.tensor(float(n), dtype=torch.float64, device=device)])
+    model.train(was_training)
+    sums = all_reduce_sum(sums, info)
+    if sums[3] == 0:
+        return None
+    return float(sums[0] / sums[3]), float(sums[1] / sums[3]), float(sums[2] / sums[3])
+
+
+def _clear_previous_outputs(run: Path) -> None:
+    for name in RUN_FILES:
+        (run / name).unlink(missing_ok=True)
+    if (run / TB_DIR).is_dir():
+        shutil.rmtree(run / TB_DIR)
+
+
+def _writer(run: Path, info: DistInfo) -> Any:
+    if not info.is_main:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed
+        warnings.warn("tensorboard is not installed; no TensorBoard logs are written")
+        return None
+    return SummaryWriter(log_dir=str(run / TB_DIR))
+
+
+def fit(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset | None = None) -> Path:
+    """Train a model as configured and return the run directory.
+
+    Args:
+        cfg: resolved training config (see :func:`cinerecon.train.config.load_config`).
+        train_set: any Dataset of CineSample; built from ``cfg.data`` when None.
+        val_set: validation Dataset of CineSample; built from ``cfg.data`` when both
+            datasets are None, otherwise no validation when None.
+
+    Returns:
+        The run directory ``cfg.out`` (``last.pt``, ``best.pt``, ``config.yaml``,
+        ``metrics.jsonl``, ``tb/``).
+
+    Raises:
+        OutputExistsError: ``cfg.out`` is non-empty and neither ``resume`` nor ``overwrite`` is set.
+        ConfigError / DataError: bad configuration or data.
+    """
+    info = init_distributed(cfg.device)
+    try:
+        return _fit(cfg, train_set, val_set, info)
+    finally:
+        cleanup(info)
+
+
+def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, info: DistInfo) -> Path:
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
+    device = resolve_device(cfg.device, info)
+    run = Path(cfg.out)
+    if info.is_main or cfg.resume:  # resuming only reads; every rank checks
+        prepare_run_dir(run, cfg.resume, cfg.overwrite)
+        if info.is_main and cfg.overwrite and not cfg.resume:
+            _clear_previous_outputs(run)
+    barrier(info)
+
+    resume_ck = read_checkpoint(run / "last.pt") if cfg.resume else None
+    if resume_ck is not None and resume_ck.model_name != cfg.model.name:
+        raise ConfigError(f"{run / 'last.pt'} holds model {resume_ck.model_name!r}, the config asks for "
+                          f"{cfg.model.name!r}")
+    if train_set is None and val_set is None:
+        train_set, val_set = build_datasets(cfg.data, cfg.seed)
+    if train_set is None:
+        raise ConfigError("a training dataset is needed")
+
+    torch.manual_seed(cfg.seed)
+    model, cfg = _build_model(cfg)
+    if resume_ck is not None:
+        unwrap(model).load_state_dict(resume_ck.state_dict)
+    model.to(device)
+    if info.is_main:
+        atomic_write_text(run / "config.yaml", dump_yaml(cfg))
+
+    loader, sampler = train_loader(train_set, cfg.data, cfg.seed, info)
+    vloader = val_loader(val_set, cfg.data, info) if val_set is not None else None
+    per_step = cfg.optim.schedule_per == "step"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                  weight_decay=cfg.optim.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_epochs, cfg.epochs,
+                               len(loader) if per_step else 1)
+    start_epoch, step, best = 0, 0, None
+    if resume_ck is not None:
+        if resume_ck.optimizer is None or resume_ck.scheduler is None:
+            raise DataError(f"{run / 'last.pt'} has no optimiser/scheduler state to resume from")
+        optimizer.load_state_dict(resume_ck.optimizer)
+        schedule = scheduler.lr_lambdas
+        scheduler.load_state_dict(resume_ck.scheduler)
+        # The config is the truth: a changed epoch count, lr or schedule applies from here on
+        # (an unchanged config resumes exactly).
+        scheduler.lr_lambdas = schedule
+        scheduler.base_lrs = [cfg.optim.lr for _ in optimizer.param_groups]
+        for group, fn in zip(optimizer.param_groups, schedule):
+            group["initial_lr"] = cfg.optim.lr
+            group["lr"] = cfg.optim.lr * fn(scheduler.last_epoch)
+        start_epoch, step, best = resume_ck.epoch, resume_ck.step, resume_ck.best
+        rng = resume_ck.rng_state()
+        if rng is not None:
+            rng.restore()
+    ddp_model = wrap_model(model, info, device)
+    writer = _writer(run, info)
+    show = info.is_main and cfg.progress
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            sampler.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            sums = torch.zeros(6, dtype=torch.float64, device=device)
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False,
+                       file=sys.stderr, dynamic_ncols=True)
+            for batch in bar:
+                batch = batch.to(device)
+                target = _require_target(batch)
+                pred = _forward(ddp_model, batch, cfg.amp, device)
+                terms = reconstruction_loss(pred, target, batch.maps, cfg.loss)
+                if not torch.isfinite(terms.total):
+                    names = ", ".join(m.source or m.name for m in batch.meta)
+                    raise DataError(f"non-finite training loss at epoch {epoch + 1}, step {step + 1} ({names})")
+                optimizer.zero_grad(set_to_none=True)
+                terms.total.backward()
+                if cfg.optim.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                step += 1
+                lr = optimizer.param_groups[0]["lr"]
+                if per_step:
+                    scheduler.step()
+                vals = torch.stack([t.detach().double() for t in terms])
+                sums[:5] += vals
+                sums[5] += 1
+                if writer is not None and step % max(cfg.log_every, 1) == 0:
+                    for name, v in zip(LossTerms._fields, vals.tolist()):
+                        writer.add_scalar(f"train/{name}", v, step)
+                    writer.add_scalar("train/lr", lr, step)
+                bar.set_postfix(loss=f"{float(terms.total.detach()):.4g}", lr=f"{lr:.2e}")
+            bar.close()
+            sums = all_reduce_sum(sums, info)
+            means = (sums[:5] / sums[5].clamp_min(1)).tolist()
+            lr = optimizer.param_groups[0]["lr"]
+            if not per_step:
+                scheduler.step()
+            val = validate(unwrap(model), vloader, cfg, device, info) if vloader is not None else None
+            result = EpochResult(epoch + 1, lr, *means, *(val if val is not None else (None, None, None)))
+            score = result.val_psnr if result.val_psnr is not None else -result.loss
+            improved = best is None or (math.isfinite(score) and score > best)
+            if improved:
+                best = score
+            if info.is_main:
+                _log_epoch(writer, result, run, show)
+                if improved:
+                    save_checkpoint(run / "best.pt", model, None, None, epoch + 1, cfg, step, best, rng=False)
+                save_checkpoint(run / "last.pt", model, optimizer, scheduler, epoch + 1, cfg, step, best)
+            barrier(info)
+    finally:
+        if writer is not None:
+            writer.close()
+    return run
+
+
+def _log_epoch(writer: Any, r: EpochResult, run: Path, show: bool) -> None:
+    d = dataclasses.asdict(r)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(d) + "\n")
+    if writer is not None:
+        for k, v in d.items():
+            if k != "epoch" and v is not None:
+                prefix = "val" if k.startswith("val_") else "epoch"
+                writer.add_scalar(f"{prefix}/{k.removeprefix('val_')}", v, r.epoch)
+        writer.flush()
+    if show:
+        msg = f"epoch {r.epoch}: loss {r.loss:.4g} lr {r.lr:.2e}"
+        if r.val_psnr is not None:
+            msg += f" | val PSNR {r.val_psnr:.2f} dB (zero-filled {r.val_psnr_zf:.2f} dB)"
+        tqdm.write(msg, file=sys.stderr)

@@ -1,0 +1,277 @@
+"""The training loop on a tiny test-only model and an in-memory dataset of CineSample."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+from torch.utils.data import Dataset
+
+from cinerecon.data.sample import CineSample, SampleMeta
+from cinerecon.errors import ConfigError, OutputExistsError
+from cinerecon.masks import MaskSpec, make_mask
+from cinerecon.models import MODELS, register
+from cinerecon.models.complex_io import from_channels, to_channels
+from cinerecon.models.unrolled import Unrolled
+from cinerecon.operators import SenseOp
+from cinerecon.train.checkpoints import load_model, read_checkpoint
+from cinerecon.train.config import from_dict, load_config
+from cinerecon.train.loop import fit
+
+TINY = "test_tiny_unrolled"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny problems run fastest (and without thread contention on a shared machine) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class TinyDenoiser(nn.Module):
+    """One 3x3 convolution on (real, imag), residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x, state):
+        b, t, h, w = x.shape
+        y = self.conv(to_channels(x).reshape(b * t, 2, h, w)).reshape(b, t, 2, h, w)
+        return x + from_channels(y), state
+
+
+def tiny_unrolled(cascades: int = 2) -> nn.Module:
+    return Unrolled([TinyDenoiser() for _ in range(cascades)], pad_multiple=1)
+
+
+if TINY not in MODELS:
+    register(TINY)(tiny_unrolled)
+
+
+def _smooth(shape, g):
+    x = torch.randn(*shape, 2, generator=g)
+    x = torch.nn.functional.avg_pool2d(x.movedim(-1, 0).reshape(-1, 1, *shape[-2:]), 3, 1, 1)
+    x = x.reshape(2, *shape).movedim(0, -1).contiguous()
+    return torch.view_as_complex(x)
+
+
+class MemoryCine(Dataset):
+    """Synthetic undersampled cine slices held in memory.
+
+    With ``noise`` each item adds Gaussian k-space noise drawn from the global torch RNG,
+    so exact resumption needs the RNG state restored.
+    """
+
+    def __init__(self, n=4, coils=2, frames=3, size=(12, 10), accel=3, seed=0, noise=0.0):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        self.noise = noise
+        for i in range(n):
+            target = _smooth((frames, *size), g) * 4
+            maps = _smooth((coils, 1, *size), g) + 1.0
+            maps = maps / (maps.abs() ** 2).sum(0, keepdim=True).sqrt()
+            full = SenseOp(maps[None]).expand(target[None])[0]
+            mask = make_mask(MaskSpec("equispaced_acs", accel, 2), frames, size[1], seed=seed + i)
+            self.items.append(CineSample(full * mask, mask, maps, target,
+                                         SampleMeta(name=f"mem{i}", accel=accel)))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        s = self.items[i]
+        if not self.noise:
+            return s
+        k = s.kspace + self.noise * torch.randn_like(s.kspace) * s.mask
+        return CineSample(k, s.mask, s.maps, s.target, s.meta)
+
+
+def tiny_cfg(out, **over):
+    base = ["model.name=" + TINY, "epochs=3", "optim.warmup_epochs=1", "optim.lr=3e-3", "optim.min_lr=1e-3",
+            "data.batch_size=2", "progress=false", "device=cpu", "log_every=1", f"out={out}"]
+    return load_config(None, base + [f"{k}={v}" for k, v in over.items()])
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loss_decreases_and_beats_zero_filling(tmp_path):
+    cfg = tiny_cfg(tmp_path / "run", epochs=12, **{"optim.lr": 2e-2, "optim.min_lr": 5e-3, "data.batch_size": 1})
+    run = fit(cfg, MemoryCine(n=2), MemoryCine(n=1, seed=5))
+    m = _metrics(run)
+    assert len(m) == 12
+    assert m[-1]["loss"] < 0.7 * m[0]["loss"]
+    assert m[-1]["val_psnr"] > m[-1]["val_psnr_zf"] + 1.0
+    assert (run / "best.pt").is_file() and (run / "tb").is_dir() and any((run / "tb").iterdir())
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
+    import cinerecon.train.loop as loop
+
+    over = {"optim.schedule_per": "step", "epochs": 3}
+    data = dict(train_set=MemoryCine(n=4, noise=0.05), val_set=MemoryCine(n=1, seed=9))
+    run_a = fit(tiny_cfg(tmp_path / "a", **over), **data)
+
+    real_loss, calls = loop.reconstruction_loss, {"n": 0}
+
+    def crashing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # first batch of epoch 2 (2 batches + 1 validation item per epoch)
+            raise RuntimeError("simulated crash")
+        return real_loss(*a, **k)
+
+    monkeypatch.setattr(loop, "reconstruction_loss", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_cfg(tmp_path / "b", **over), **data)
+    assert read_checkpoint(tmp_path / "b" / "last.pt").epoch == 1
+    monkeypatch.setattr(loop, "reconstruction_loss", real_loss)
+    fit(dataclasses.replace(tiny_cfg(tmp_path / "b", **over), resume=True), **data)
+
+    a, b = read_checkpoint(run_a / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    assert a.epoch == b.epoch == 3 and a.step == b.step == 6
+    for k in a.state_dict:
+        assert torch.equal(a.state_dict[k], b.state_dict[k]), k
+    assert a.scheduler["last_epoch"] == b.scheduler["last_epoch"]
+    assert [r["loss"] for r in _metrics(run_a)] == [r["loss"] for r in _metrics(tmp_path / "b")][-3:]
+
+
+def test_checkpoint_holds_resolved_config_and_reloads(tmp_path):
+    cfg = tiny_cfg(tmp_path / "run", epochs=1)
+    run = fit(cfg, MemoryCine(n=2))
+    ck = read_checkpoint(run / "last.pt")
+    assert from_dict(ck.config) == cfg
+    assert from_dict(yaml.safe_load((run / "config.yaml").read_text())) == cfg
+    assert ck.model_name == TINY and ck.optimizer is not None and ck.rng is not None
+    model, conf = load_model(run / "best.pt")
+    assert not model.training and conf["model"]["name"] == TINY
+    s = MemoryCine(n=1)[0]
+    with torch.no_grad():
+        out = model(s.kspace[None], s.mask[None], s.maps[None])
+    ref = tiny_unrolled()
+    ref.load_state_dict(ck.state_dict)
+    with torch.no_grad():
+        assert torch.equal(out, ref(s.kspace[None], s.mask[None], s.maps[None]))
+
+
+def test_run_directory_is_protected(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        fit(tiny_cfg(out, epochs=1), MemoryCine(n=2))
+    with pytest.raises(ConfigError, match="last.pt"):
+        fit(dataclasses.replace(tiny_cfg(out, epochs=1), resume=True), MemoryCine(n=2))
+    fit(dataclasses.replace(tiny_cfg(out, epochs=1), overwrite=True), MemoryCine(n=2))
+    assert (out / "notes.txt").read_text() == "mine" and (out / "last.pt").is_file()
+
+
+def test_init_loads_weights_and_architecture(tmp_path):
+    src = fit(tiny_cfg(tmp_path / "src", epochs=1, **{"model.kwargs.cascades": 3}), MemoryCine(n=2))
+    init_sd = read_checkpoint(src / "best.pt").state_dict
+    # a different architecture in the config: the checkpoint's architecture wins
+    cfg = tiny_cfg(tmp_path / "ft", epochs=1, **{"optim.lr": 1e-12, "optim.min_lr": 1e-12,
+                                                 "optim.weight_decay": 0.0, "init": src / "best.pt"})
+    run = fit(cfg, MemoryCine(n=2))
+    ck = read_checkpoint(run / "last.pt")
+    assert ck.model_kwargs == {"cascades": 3} and ck.config["init"] == str(src / "best.pt")
+    for k, v in init_sd.items():
+        assert torch.allclose(ck.state_dict[k], v, atol=1e-8), k
+
+
+def test_cli_trains_on_hdf5_files_and_resumes(tmp_path, capsys):
+    simulate = pytest.importorskip("cinerecon.data.simulate")
+    pytest.importorskip("cinerecon.data.h5")
+    from cinerecon.cli import main
+
+    data = tmp_path / "data"
+    simulate.simulate_dataset(data, 3, simulate.SimConfig(frames=4, coils=2, size=(16, 12)), accels=(4,),
+                              split=(0.34, 0.33, 0.33))
+    run = tmp_path / "run"
+    args = ["train", str(data), "--model", TINY, "--accel", "4", "--epochs", "2", "--out", str(run),
+            "progress=false", "device=cpu", "optim.warmup_epochs=1"]
+    assert main(args) == 0
+    assert "run directory" in capsys.readouterr().out
+    m = _metrics(run)
+    assert len(m) == 2 and m[0]["val_psnr"] is not None
+    cfg = load_config(run / "config.yaml")
+    assert cfg.data.mask_key == "R04" and cfg.data.root == str(data) and cfg.model.name == TINY
+    assert main(args) == 2  # the run directory exists: refused
+    assert "not empty" in capsys.readouterr().err
+    assert main(["train", str(data), "--out", str(run), "--resume", "--epochs", "3"]) == 0
+    assert read_checkpoint(run / "last.pt").epoch == 3 and len(_metrics(run)) == 3
+    # mixed on-the-fly masks and 2-frame windows through key=value overrides
+    run2 = tmp_path / "run2"
+    assert main(["train", str(data), "--model", TINY, "--epochs", "1", "--out", str(run2), "progress=false",
+                 "device=cpu", "data.frames_window=2", "data.masks=[{kind: uniform, accel: 2}, "
+                 "{kind: time_varying_acs, accel: 3, acs: 2}]"]) == 0
+    assert load_config(run2 / "config.yaml").data.masks[1] == MaskSpec("time_varying_acs", 3, 2)
+
+
+def test_bf16_autocast_and_activation_checkpointing_train(tmp_path):
+    cfg = tiny_cfg(tmp_path / "run", epochs=2, amp=True, checkpoint_cascades=True)
+    run = fit(cfg, MemoryCine(n=2), MemoryCine(n=1, seed=3))
+    m = _metrics(run)
+    assert all(torch.isfinite(torch.tensor([r["loss"], r["val_psnr"]])).all() for r in m)
+
+
+def _ddp_worker(rank, world, port, out, result_dir):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    cfg = tiny_cfg(out, epochs=2, **{"data.batch_size": 1})
+    fit(cfg, MemoryCine(n=4), MemoryCine(n=2, seed=7))
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_match_one_process_with_double_batch(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2, join=True)
+    single = fit(tiny_cfg(tmp_path / "one", epochs=2, **{"data.batch_size": 2}), MemoryCine(n=4),
+                 MemoryCine(n=2, seed=7))
+    a, b = read_checkpoint(tmp_path / "ddp" / "last.pt"), read_checkpoint(single / "last.pt")
+    assert a.epoch == b.epoch == 2
+    for k in a.state_dict:
+        assert torch.allclose(a.state_dict[k], b.state_dict[k], atol=1e-5), k
+    ma, mb = _metrics(tmp_path / "ddp"), _metrics(single)
+    assert ma[-1]["val_psnr"] == pytest.approx(mb[-1]["val_psnr"], abs=1e-3)
+
+
+def test_finetune_crunet_from_authors_checkpoint_via_cli(tmp_path, golden):
+    simulate = pytest.importorskip("cinerecon.data.simulate")
+    pytest.importorskip("cinerecon.models.compat")
+    if "crunet" not in MODELS:
+        pytest.skip("crunet not available")
+    from cinerecon.cli import main
+
+    data = tmp_path / "data"
+    simulate.simulate_dataset(data, 2, simulate.SimConfig(frames=3, coils=2, size=(16, 16)), accels=(4,),
+                              split=(0.5, 0.5, 0.0))
+    authors = tmp_path / "authors.pt"
+    torch.save(golden["state_dict"], authors)
+    run = tmp_path / "ft"
+    assert main(["train", str(data), "--init", str(authors), "--epochs", "1", "--accel", "4", "--out", str(run),
+                 "progress=false", "device=cpu", "optim.lr=1e-12", "optim.min_lr=1e-12",
+                 "optim.weight_decay=0"]) == 0
+    cfg = load_config(run / "config.yaml")
+    assert cfg.model.name == "crunet" and cfg.model.kwargs["chans"] == golden["config"]["chans"]
+    assert cfg.optim.warmup_epochs == 5  # the finetune preset applies with --init
+    model, _ = load_model(run / "last.pt")
+    from cinerecon.models.compat import load_authors_checkpoint
+
+    ref = load_authors_checkpoint(golden["state_dict"])
+    for (k, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-8), k
