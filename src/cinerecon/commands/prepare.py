@@ -1,0 +1,384 @@
+"""``cinerecon prepare cmrxrecon|ismrmrd SRC DST``: convert scanner data to our HDF5 (one file per slice).
+
+Fully sampled slices are stored with coil maps estimated from the central ACS lines,
+the coil-combined target, the provided masks (CMRxRecon ``R04``/``R08``/``R10``) and
+our ``R24`` mask (equispaced + 24 ACS lines, seeded per slice). Undersampled-only
+slices are stored as measured (``fully_sampled=False``) with their mask. Subject
+splits go to ``train.txt`` / ``val.txt`` / ``test.txt`` in DST (paths relative to DST,
+merged with lists already there): by default ``TrainingSet`` -> train and
+``ValidationSet`` -> val for subjects with fully sampled data; slices without a fully
+sampled reference (e.g. the 2023 validation set) are listed under test (inference only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from ..data.sample import CineSample, SampleMeta
+from ..errors import ConfigError, DataError
+from ..masks import PAPER_ACS, MaskSpec, acs_lines, effective_acceleration, make_mask
+
+SPLITS = ("train", "val", "test")
+ACQUIRED_KEY = "acquired"
+MIN_ACS_FOR_ESPIRIT = 8
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Options shared by the converters.
+
+    Attributes:
+        acs: number of central phase-encode lines used to estimate coil maps, and the
+            ACS size of generated masks.
+        coils_virtual: compress to this many virtual coils (None keeps all).
+        generated_accels: equispaced+ACS masks generated for fully sampled data (``R24``).
+        seed: base seed of generated masks (combined with each slice's name).
+        overwrite: replace existing output files.
+    """
+
+    acs: int = PAPER_ACS
+    coils_virtual: int | None = None
+    generated_accels: tuple[int, ...] = (24,)
+    seed: int = 0
+    overwrite: bool = False
+
+
+# --------------------------------------------------------------------------- sample building
+
+
+def _slice_seed(name: str, seed: int) -> int:
+    return (zlib.crc32(name.encode()) ^ seed) & 0x7FFFFFFF
+
+
+def _compress(kspace: torch.Tensor, cfg: PrepareConfig) -> torch.Tensor:
+    if cfg.coils_virtual is None or cfg.coils_virtual >= kspace.shape[0]:
+        return kspace
+    from ..coils import coil_compress
+
+    return coil_compress(kspace, cfg.coils_virtual)[0]
+
+
+def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor | None, acs: int) -> torch.Tensor:
+    """Coil maps (C, 1, H, W) from k-space (C, T, H, W).
+
+    ESPIRiT on the central ``acs`` lines when the data hold at least
+    :data:`MIN_ACS_FOR_ESPIRIT` fully sampled central lines; otherwise from the
+    time-averaged centre (``maps_from_time_average``), for masks without ACS.
+    """
+    from .. import coils
+
+    lines = kspace.shape[-1] if mask is None else acs_lines(mask)
+    if lines >= MIN_ACS_FOR_ESPIRIT:
+        return coils.espirit_maps(kspace, acs=min(acs, lines), calib_mask=mask)
+    return coils.maps_from_time_average(kspace, mask)
+
+
+def full_sample(kspace: torch.Tensor, meta: SampleMeta, cfg: PrepareConfig) -> CineSample:
+    """Fully sampled slice: maps from the ACS region, target = S^H F^-1 k (coil combination with the maps)."""
+    from ..operators import SenseOp
+
+    kspace = _compress(kspace, cfg)
+    maps = estimate_maps(kspace, None, cfg.acs).to(torch.complex64)
+    target = SenseOp(maps[None]).reduce(kspace[None])[0]
+    mask = torch.ones(1, 1, 1, kspace.shape[-1])
+    return CineSample(kspace, mask, maps, target, replace(meta, accel=1.0, acs=kspace.shape[-1]))
+
+
+def undersampled_sample(kspace: torch.Tensor, mask: torch.Tensor, meta: SampleMeta, cfg: PrepareConfig,
+                        accel: float | None = None) -> CineSample:
+    """Undersampled-only slice stored as measured (no target).
+
+    ``accel`` is the nominal acceleration (e.g. 4 for ``R04``); by default the effective one of ``mask``.
+    """
+    kspace = _compress(kspace * mask, cfg)
+    maps = estimate_maps(kspace, mask, cfg.acs).to(torch.complex64)
+    accel = round(effective_acceleration(mask), 2) if accel is None else float(accel)
+    return CineSample(kspace, mask, maps, None, replace(meta, accel=accel, acs=acs_lines(mask)))
+
+
+def generated_masks(frames: int, width: int, name: str, cfg: PrepareConfig) -> dict[str, torch.Tensor]:
+    """Our equispaced + ACS masks (``R24``) for a fully sampled slice, seeded by its name."""
+    return {f"R{r:02d}": make_mask(MaskSpec("equispaced_acs", r, cfg.acs), frames, width, _slice_seed(name, cfg.seed))
+            for r in cfg.generated_accels}
+
+
+def _write(path: Path, sample: CineSample, masks: dict[str, torch.Tensor], cfg: PrepareConfig) -> Path:
+    from ..data.h5 import write_h5
+
+    return write_h5(path, sample, masks, overwrite=cfg.overwrite)
+
+
+def update_split_lists(dst: Path, entries: dict[str, list[Path]]) -> dict[str, Path]:
+    """Merge ``entries`` (split -> files) into ``dst/<split>.txt`` (one path relative to dst per line)."""
+    out = {}
+    for split, files in entries.items():
+        if not files:
+            continue
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r}; choose from {SPLITS}")
+        p = dst / f"{split}.txt"
+        lines = set(p.read_text().split()) if p.exists() else set()
+        lines |= {f.relative_to(dst).as_posix() for f in files}
+        p.write_text("".join(f"{ln}\n" for ln in sorted(lines)))
+        out[split] = p
+    return out
+
+
+# --------------------------------------------------------------------------- CMRxRecon
+
+
+@dataclass
+class _Job:
+    out: Path
+    split: str
+    subject_name: str
+    kspace_file: Path
+    slice: int
+    mask_key: str | None  # None: fully sampled
+    meta: SampleMeta
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # masks written with the slice
+
+
+def read_split_file(path: Path) -> dict[str, str]:
+    """User split list: lines ``<subject> <train|val|test>`` (``#`` comments allowed)."""
+    out = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2 or parts[1] not in SPLITS:
+            raise ConfigError(f"{path}:{n}: expected '<subject> <train|val|test>', got {line!r}")
+        out[parts[0]] = parts[1]
+    return out
+
+
+def _fraction_split(subjects: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
+        raise ConfigError(f"--split-fractions needs three non-negative numbers (train val test), got {fractions}")
+    order = sorted(set(subjects))
+    random.Random(seed).shuffle(order)
+    total = sum(fractions)
+    n_train = round(len(order) * fractions[0] / total)
+    n_val = round(len(order) * fractions[1] / total)
+    return {s: ("train" if i < n_train else "val" if i < n_train + n_val else "test") for i, s in enumerate(order)}
+
+
+def _check_coils(s) -> None:
+    """All k-space files of one subject and view must agree on (C, H, W)."""
+    from ..data.cmrxrecon import CmrxKspaceFile
+
+    ref = None
+    for path in ([s.full] if s.full is not None else []) + [s.undersampled[k] for k in sorted(s.undersampled)]:
+        with CmrxKspaceFile(path) as kf:
+            if ref is None:
+                ref = (kf.path, kf.key, kf.coils, kf.height, kf.width)
+            elif (kf.coils, kf.height, kf.width) != ref[2:]:
+                raise DataError(f"{kf.path}: inconsistent coil counts or matrix for {s.name}: key {kf.key!r} has "
+                                f"(C, H, W) = {(kf.coils, kf.height, kf.width)}, but {ref[0]} key {ref[1]!r} has "
+                                f"{ref[2:]}")
+
+
+def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "lax"), cfg: PrepareConfig | None = None,
+                      split_map: dict[str, str] | None = None, subjects: list[str] | None = None,
+                      verbose: bool = True) -> dict[str, list[Path]]:
+    """Convert a CMRxRecon cine tree to our HDF5 files.
+
+    Args:
+        src: a folder containing ``TrainingSet`` / ``ValidationSet`` (or any parent of them).
+        dst: output folder; files go to ``dst/<SplitFolder>/<subject>/cine_<view>[_<key>]_sNN.h5``.
+        views: which views to convert.
+        cfg: conversion options.
+        split_map: subject (``P001`` or ``TrainingSet/P001``) -> split, overriding the folder split.
+        subjects: convert only these subjects (same naming).
+        verbose: print one line per subject.
+
+    Returns:
+        split -> written files (also merged into ``dst/<split>.txt``).
+    """
+    from ..data.cmrxrecon import CmrxKspaceFile, check_mask, discover, read_masks
+    from ..data.export import check_writable
+
+    cfg = cfg or PrepareConfig()
+    found = discover(src, views)
+    if subjects:
+        want = set(subjects)
+        found = [s for s in found if s.subject in want or f"{s.split_dir}/{s.subject}" in want]
+    if not found:
+        raise DataError(f"{src}: no CMRxRecon cine files (cine_{{{','.join(views)}}}.mat) found"
+                        + (f" for subjects {subjects}" if subjects else ""))
+    jobs: list[_Job] = []
+    for s in found:
+        # slices without a fully sampled reference cannot serve training or validation: list them as "test"
+        split = s.split if s.full is not None else "test"
+        if split_map:
+            split = split_map.get(f"{s.split_dir}/{s.subject}", split_map.get(s.subject, split))
+        masks = {}
+        for mf in s.mask_files:
+            for m in read_masks(mf):
+                masks[m.key] = m
+        _check_coils(s)
+        base = dst / s.split_dir / s.subject if s.split_dir else dst / s.subject
+        view = "lax" if s.view == "lvot" else s.view
+        if s.full is not None:
+            with CmrxKspaceFile(s.full) as kf:
+                c, t, h, w = kf.coils, kf.frames, kf.height, kf.width
+                provided = {}
+                for key, m in masks.items():
+                    check_mask(m.mask, t, h, w, f"{m.source} (mask {key!r} for {kf.path}, key {kf.key!r})")
+                    if m.is_lines:
+                        provided[key] = m.mask
+                    elif verbose:
+                        print(f"  {s.name}: mask {key} varies along the readout; our format stores line masks "
+                              "only, skipped")
+                for z in range(kf.slices):
+                    name = f"{s.name}/slice{z:02d}"
+                    meta = SampleMeta(name=name, view=view, source=str(s.full))
+                    jobs.append(_Job(base / f"cine_{s.view}_s{z:02d}.h5", split, s.name, s.full, z, None, meta,
+                                     {**provided, **generated_masks(t, w, name, cfg)}))
+        else:
+            for key, path in sorted(s.undersampled.items()):
+                if key not in masks:
+                    raise DataError(f"{path}: no mask {key!r} found for {s.name}; mask files: "
+                                    f"{[str(p) for p in s.mask_files]}")
+                with CmrxKspaceFile(path) as kf:
+                    check_mask(masks[key].mask, kf.frames, kf.height, kf.width,
+                               f"{masks[key].source} (mask {key!r} for {kf.path}, key {kf.key!r})")
+                    for z in range(kf.slices):
+                        name = f"{s.name}/{key}/slice{z:02d}"
+                        meta = SampleMeta(name=name, view=view, source=str(path))
+                        jobs.append(_Job(base / f"cine_{s.view}_{key}_s{z:02d}.h5", split, s.name, path, z, key, meta,
+                                         {key: masks[key].mask}))
+    check_writable([j.out for j in jobs], cfg.overwrite)
+    written: dict[str, list[Path]] = {k: [] for k in SPLITS}
+    current: CmrxKspaceFile | None = None
+    try:
+        for j in jobs:
+            if current is None or current.path != j.kspace_file:
+                if current is not None:
+                    current.close()
+                current = CmrxKspaceFile(j.kspace_file)
+                if verbose:
+                    print(f"{j.subject_name}: {current.path.name} key {current.key!r} "
+                          f"(slices, C, T, H, W) = {current.shape} -> {j.split}")
+            k = current.read_slice(j.slice)
+            if j.mask_key is None:
+                sample = full_sample(k, j.meta, cfg)
+                masks = j.masks
+            else:
+                masks = j.masks
+                nominal = re.match(r"R(\d+)", j.mask_key)
+                sample = undersampled_sample(k, masks[j.mask_key], j.meta, cfg,
+                                             float(nominal.group(1)) if nominal else None)
+            written[j.split].append(_write(j.out, sample, masks, cfg))
+    finally:
+        if current is not None:
+            current.close()
+    update_split_lists(dst, written)
+    return written
+
+
+# --------------------------------------------------------------------------- ISMRMRD
+
+
+def prepare_ismrmrd(src: Path, dst: Path, cfg: PrepareConfig | None = None, name: str | None = None,
+                    view: str = "unknown", split: str = "test", accels: tuple[int, ...] = (4, 8, 10, 24),
+                    remove_oversampling: bool = True, verbose: bool = True) -> list[Path]:
+    """Convert one ISMRMRD file to our HDF5, one file per slice: ``dst/<name>_sNN.h5``.
+
+    Fully sampled slices get equispaced + ACS masks ``R04``... for ``accels``;
+    undersampled slices are stored as acquired with the mask key ``acquired``.
+    """
+    from ..data.export import check_writable
+    from ..data.ismrmrd_io import IsmrmrdConfig, ismrmrd_slices, iter_ismrmrd
+
+    cfg = cfg or PrepareConfig()
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose from {SPLITS}")
+    name = name or src.stem
+    icfg = IsmrmrdConfig(remove_oversampling=remove_oversampling)
+    outs = [dst / f"{name}_s{i:02d}.h5" for i in range(len(ismrmrd_slices(src, icfg)))]
+    check_writable(outs, cfg.overwrite)
+    written = []
+    for out, sl in zip(outs, iter_ismrmrd(src, icfg)):
+        meta = SampleMeta(name=f"{name}/slice{sl.slice_index:02d}", view=view, source=str(src),
+                          pixel_spacing=sl.pixel_spacing)
+        c, t, h, w = sl.kspace.shape
+        if sl.fully_sampled:
+            sample = full_sample(sl.kspace, meta, cfg)
+            masks = generated_masks(t, w, meta.name, replace(cfg, generated_accels=tuple(accels)))
+        else:
+            sample = undersampled_sample(sl.kspace, sl.mask, meta, cfg)
+            masks = {ACQUIRED_KEY: sl.mask}
+        if verbose:
+            print(f"{src.name} slice {sl.slice_index}: (C, T, H, W) = {(c, t, h, w)}, "
+                  f"{'fully sampled' if sl.fully_sampled else f'R~{sample.meta.accel}'} -> {out}")
+        written.append(_write(out, sample, masks, cfg))
+    update_split_lists(dst, {split: written})
+    return written
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("prepare", help="convert CMRxRecon .mat or ISMRMRD raw data to cinerecon HDF5")
+    sub = p.add_subparsers(dest="source", required=True)
+    c = sub.add_parser("cmrxrecon", help="CMRxRecon 2023/2024 multi-coil cine (.mat v7.3)")
+    c.add_argument("src", type=Path, help="folder containing TrainingSet/ValidationSet (any parent works)")
+    c.add_argument("dst", type=Path, help="output folder")
+    c.add_argument("--views", nargs="+", default=["sax", "lax"], choices=["sax", "lax", "lvot"])
+    c.add_argument("--subjects", nargs="+", help="only these subjects (P001 or TrainingSet/P001)")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--split-file", type=Path, help="lines '<subject> <train|val|test>' overriding the folder split")
+    g.add_argument("--split-fractions", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                   help="random subject split of the fully sampled subjects (seeded by --seed)")
+    i = sub.add_parser("ismrmrd", help="ISMRMRD/MRD Cartesian cine raw data (.h5)")
+    i.add_argument("src", type=Path, help="ISMRMRD file")
+    i.add_argument("dst", type=Path, help="output folder")
+    i.add_argument("--name", help="sample name (default: the file stem)")
+    i.add_argument("--view", default="unknown", choices=["sax", "lax", "unknown"])
+    i.add_argument("--split", default="test", choices=SPLITS)
+    i.add_argument("--accels", type=int, nargs="+", default=[4, 8, 10, 24],
+                   help="masks generated for fully sampled data")
+    i.add_argument("--keep-oversampling", action="store_true", help="do not crop readout oversampling")
+    for q in (c, i):
+        q.add_argument("--acs", type=int, default=PAPER_ACS, help="central lines used for coil maps")
+        q.add_argument("--coils-virtual", type=int, default=None, help="compress to N virtual coils")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--overwrite", action="store_true", help="replace existing output files")
+        q.add_argument("--quiet", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.acs < 1:
+        raise ConfigError(f"--acs must be positive, got {args.acs}")
+    if args.coils_virtual is not None and args.coils_virtual < 1:
+        raise ConfigError(f"--coils-virtual must be positive, got {args.coils_virtual}")
+    cfg = PrepareConfig(acs=args.acs, coils_virtual=args.coils_virtual, seed=args.seed, overwrite=args.overwrite)
+    if args.source == "cmrxrecon":
+        split_map = None
+        if args.split_file:
+            split_map = read_split_file(args.split_file)
+        elif args.split_fractions:
+            from ..data.cmrxrecon import discover
+
+            full = [f"{s.split_dir}/{s.subject}" for s in discover(args.src, tuple(args.views)) if s.full is not None]
+            split_map = _fraction_split(full, tuple(args.split_fractions), args.seed)
+        written = prepare_cmrxrecon(args.src, args.dst, tuple(args.views), cfg, split_map, args.subjects,
+                                    verbose=not args.quiet)
+        total = sum(len(v) for v in written.values())
+        print(f"wrote {total} files to {args.dst} (" + ", ".join(f"{k}: {len(v)}" for k, v in written.items()) + ")")
+    else:
+        files = prepare_ismrmrd(args.src, args.dst, cfg, args.name, args.view, args.split, tuple(args.accels),
+                                remove_oversampling=not args.keep_oversampling, verbose=not args.quiet)
+        print(f"wrote {len(files)} files to {args.dst}")
+    return 0

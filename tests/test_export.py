@@ -1,0 +1,97 @@
+"""Writers of reconstructions: HDF5 record, NIfTI, GIF, MP4 message, overwrite protection."""
+
+from __future__ import annotations
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from cinerecon.data.export import (ReconRecord, mp4_available, output_paths, read_recon_h5, to_uint8, write_gif,
+                                   write_mp4, write_nifti, write_outputs, write_recon_h5)
+from cinerecon.errors import ConfigError, OutputExistsError
+
+
+def cine(t=5, h=12, w=9, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(t, h, w, dtype=torch.complex64, generator=g)
+
+
+def test_nifti_axes_spacing_and_values(tmp_path):
+    x = cine()
+    p = write_nifti(tmp_path / "a.nii.gz", x, pixel_spacing=(1.5, 2.0), frame_interval_ms=40.0)
+    img = nib.load(p)
+    data = np.asarray(img.dataobj)
+    assert data.shape == (12, 9, 1, 5)
+    np.testing.assert_allclose(data[:, :, 0, 3], x[3].abs().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.diag(img.affine), [1.5, 2.0, 1.0, 1.0])
+    assert img.header.get_zooms() == pytest.approx((1.5, 2.0, 1.0, 40.0))
+    assert img.header.get_xyzt_units() == ("mm", "msec")
+
+
+def test_gif_frames_match_numpy_window(tmp_path):
+    import imageio.v3 as iio
+
+    x = cine(t=4, h=10, w=8, seed=1)
+    p = write_gif(tmp_path / "a.gif", x, fps=10)
+    frames = iio.imread(p, index=None)
+    if frames.ndim == 4:  # RGB(A) decoding
+        frames = frames[..., 0]
+    mag = x.abs().numpy()
+    ref = np.clip(np.round(mag / np.percentile(mag, 99.5) * 255), 0, 255)
+    assert frames.shape == (4, 10, 8)
+    assert np.abs(frames.astype(float) - ref).max() <= 1
+    meta = iio.immeta(p, index=0)
+    assert meta.get("duration") == pytest.approx(100, abs=1)
+
+
+def test_to_uint8_constant_and_zero_images():
+    assert to_uint8(np.zeros((2, 3, 3), np.float32)).max() == 0
+    assert to_uint8(np.full((2, 3, 3), 5.0, np.float32)).min() == 255
+
+
+def test_recon_h5_readable_with_plain_h5py(tmp_path):
+    x = cine()
+    rec = ReconRecord(x, name="P001/cine_sax/slice00", method="zero_filled", source="in.h5", mask_key="R08",
+                      accel=8.0, acs=24, seconds=0.5, view="sax", pixel_spacing=(1.5, 2.0))
+    p = write_recon_h5(tmp_path / "r.h5", rec)
+    with h5py.File(p, "r") as f:
+        np.testing.assert_array_equal(f["recon"][()], x.numpy())
+        assert f.attrs["method"] == "zero_filled" and f.attrs["mask_key"] == "R08"
+        np.testing.assert_allclose(f.attrs["pixel_spacing"], [1.5, 2.0])
+    back = read_recon_h5(p)
+    assert back.method == "zero_filled" and back.accel == 8.0 and back.pixel_spacing == (1.5, 2.0)
+    assert back.frame_times_ms is None
+
+
+def test_refuses_overwrite_and_leaves_file_untouched(tmp_path):
+    p = tmp_path / "a.nii.gz"
+    write_nifti(p, cine(seed=0))
+    before = p.read_bytes()
+    with pytest.raises(OutputExistsError, match="a.nii.gz"):
+        write_nifti(p, cine(seed=1))
+    assert p.read_bytes() == before
+    write_nifti(p, cine(seed=1), overwrite=True)
+    assert p.read_bytes() != before
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.nii.gz"]  # no temporary files left
+
+
+def test_write_outputs_checks_all_targets_first(tmp_path):
+    stem = tmp_path / "out" / "s"
+    paths = output_paths(stem, ["h5", "nifti", "gif"])
+    paths["gif"].parent.mkdir(parents=True)
+    paths["gif"].write_bytes(b"user file")
+    with pytest.raises(OutputExistsError):
+        write_outputs(stem, ReconRecord(cine()), ["h5", "nifti", "gif"])
+    assert not paths["h5"].exists() and not paths["nifti"].exists()
+    assert paths["gif"].read_bytes() == b"user file"
+    with pytest.raises(ConfigError, match="unknown output format"):
+        output_paths(stem, ["png"])
+
+
+@pytest.mark.skipif(mp4_available(), reason="an ffmpeg backend is installed")
+def test_mp4_without_backend_says_what_to_install(tmp_path):
+    with pytest.raises(ConfigError, match="imageio-ffmpeg"):
+        write_mp4(tmp_path / "a.mp4", cine())
+    assert not (tmp_path / "a.mp4").exists()
