@@ -8,6 +8,8 @@ $(BIN)/cinerecon: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test,ismrmrd]'
+	# piq is the reference for HaarPSI/DISTS in tests; its torchvision requirement cannot sit beside torch 2.13.0 CPU
+	$(BIN)/pip install -q --no-deps piq==0.8.0
 	touch $@
 
 install: $(BIN)/cinerecon

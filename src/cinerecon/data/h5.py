@@ -354,7 +354,7 @@ def read_split(root: str | Path) -> dict[str, list[Path]]:
         raise DataError(f"{root}: not a directory")
     lists = {s: root / f"{s}.txt" for s in SPLITS}
     if not any(p.exists() for p in lists.values()):
-        return {"train": [], "val": [], "test": sorted(root.glob("*.h5"))}
+        return {"train": [], "val": [], "test": sorted(root.rglob("*.h5"))}
     out: dict[str, list[Path]] = {}
     for split, lst in lists.items():
         files: list[Path] = []
@@ -394,7 +394,7 @@ def _list_files(root: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(root, (str, Path)):
         root = Path(root)
         if root.is_dir():
-            files = sorted(root.glob("*.h5"))
+            files = sorted(root.rglob("*.h5"))
             if not files:
                 raise DataError(f"{root}: no .h5 files")
             return files

@@ -1,0 +1,96 @@
+"""``cinerecon evaluate``: metrics, statistics, tables and figures for reconstruction methods."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ConfigError
+
+DEFAULT_METHODS = ("zero_filled", "cg_sense", "grappa", "lplus_s")
+DEFAULT_ACCELS = ("4", "8")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``evaluate`` subcommand."""
+    p = subparsers.add_parser("evaluate", help="evaluate reconstruction methods on a folder of HDF5 slices",
+                              description=__doc__)
+    p.add_argument("data_dir", type=Path, help="folder of our HDF5 slices (test.txt selects the test split)")
+    p.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS),
+                   help="classical methods from cinerecon.classical (default: %(default)s)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                   help="add a trained model as method NAME (repeatable)")
+    p.add_argument("--accel", nargs="+", default=list(DEFAULT_ACCELS),
+                   help="accelerations or mask keys, e.g. 4 8 or R08_uniform (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="output folder for tables and figures")
+    p.add_argument("--protocol", choices=("paper", "global"), default="paper",
+                   help="metric protocol: 'paper' (per-frame max scaling, 7x7 SSIM; comparable with the "
+                        "paper) or 'global' (data range from the target series)")
+    p.add_argument("--dists-weights", type=Path, default=None,
+                   help="DISTS weights file or folder (also $CINERECON_DISTS_WEIGHTS / $CINERECON_VGG16_WEIGHTS); "
+                        "DISTS is skipped when none is configured")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--timing-runs", type=int, default=3, help="timed runs per method for Table 2")
+    p.add_argument("--no-figures", action="store_true", help="skip figures")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    return p
+
+
+def parse_checkpoints(items: list[str]) -> dict[str, Path]:
+    """``["crunet=run/best.pt"]`` -> ``{"crunet": Path("run/best.pt")}``."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--checkpoint expects NAME=PATH, got {item!r}")
+        if name in out:
+            raise ConfigError(f"--checkpoint name {name!r} given twice")
+        out[name] = Path(path)
+    return out
+
+
+def build_methods(names: list[str], checkpoints: dict[str, Path], device: str) -> dict[str, Callable]:
+    """Classical methods by name plus models loaded from checkpoints."""
+    methods: dict[str, Callable] = {}
+    if names:
+        try:
+            from ..classical import CLASSICAL
+        except ImportError as e:
+            raise ConfigError(f"classical methods are not available ({e}); use --methods with no names "
+                              "and --checkpoint only") from e
+        unknown = [n for n in names if n not in CLASSICAL]
+        if unknown:
+            raise ConfigError(f"unknown method(s) {unknown}; available: {sorted(CLASSICAL)}")
+        methods.update({n: CLASSICAL[n] for n in names})
+    if checkpoints:
+        from ..train.checkpoints import load_model
+
+        for name, path in checkpoints.items():
+            if name in methods:
+                raise ConfigError(f"checkpoint name {name!r} clashes with a method of the same name")
+            model, _ = load_model(path, device=device)
+            methods[name] = model
+    if not methods:
+        raise ConfigError("nothing to evaluate: give --methods and/or --checkpoint")
+    return methods
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the Table-1 Markdown."""
+    import torch
+
+    from ..evaluate.runner import EvaluationOptions, accel_key, evaluate_dir
+    from ..evaluate.timing import TimingConfig
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.timing_runs < 1:
+        raise ConfigError(f"--timing-runs must be >= 1, got {args.timing_runs}")
+    methods = build_methods(list(args.methods), parse_checkpoints(args.checkpoint), device)
+    opts = EvaluationOptions(timing=TimingConfig(runs=args.timing_runs), figures=not args.no_figures, device=device)
+    res = evaluate_dir(args.data_dir, methods, out_dir=args.out, accels=tuple(accel_key(a) for a in args.accel),
+                       protocol=args.protocol, dists_weights=args.dists_weights, overwrite=args.overwrite,
+                       options=opts)
+    print(res.table1_markdown)
+    print(f"wrote {len(res.written)} files to {res.out_dir}")
+    return 0
