@@ -5,7 +5,6 @@ BIN = $(VENV)/bin
 
 $(BIN)/cinerecon: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test,ismrmrd]'
 	# piq is the reference for HaarPSI/DISTS in tests; its torchvision requirement cannot sit beside torch 2.13.0 CPU
