@@ -1,0 +1,259 @@
+"""Building blocks of CRUNet-MR and its relatives: Conv(2+1)D, the CRNN-TI unit, a Conv3D block.
+
+All blocks work on real feature tensors in the layout (B, T, C, H, W): frames are folded
+into the batch for every 2D convolution, and the temporal mixing (kernel 3 along T) is
+done by one 1x1 convolution to 3 x C channels followed by a shifted sum over frames, so
+no block loops over frames or pixels in Python. The only sequential loop is the
+hidden-to-hidden recurrence of :class:`CRNNUnit`.
+
+Temporal padding is either ``"circular"`` (frame T-1 precedes frame 0, frame 0 follows
+frame T-1, natural for a cardiac cycle) or ``"zero"``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+
+TemporalPadding = Literal["circular", "zero"]
+Direction = Literal["forward", "backward", "bidirectional"]
+PADDINGS = ("circular", "zero")
+DIRECTIONS = ("forward", "backward", "bidirectional")
+
+
+def check_padding(padding: str) -> str:
+    """Validate a temporal padding name."""
+    if padding not in PADDINGS:
+        raise ConfigError(f"temporal_padding must be one of {PADDINGS}, got {padding!r}")
+    return padding
+
+
+def fold(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B*T, C, H, W) (a view when contiguous)."""
+    return x.reshape(-1, *x.shape[2:])
+
+
+def unfold(y: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B*T, C, H, W) -> (B, T, C, H, W)."""
+    return y.reshape(batch, -1, *y.shape[1:])
+
+
+def conv_frames(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 2D (transposed) convolution to every frame: (B, T, C, H, W) -> (B, T, C', H', W')."""
+    return unfold(conv(fold(x)), x.shape[0])
+
+
+def shift_sum(z: torch.Tensor, padding: TemporalPadding) -> torch.Tensor:
+    """Combine per-tap contributions of a kernel-3 temporal convolution.
+
+    With ``z[:, t, k] = W_k x_t`` (tap k of the kernel applied to frame t), returns
+    ``y_t = z[:, t-1, 0] + z[:, t, 1] + z[:, t+1, 2]`` where frames outside [0, T) are
+    wrapped (circular) or zero.
+
+    Args:
+        z: (B, T, 3, C, H, W).
+        padding: "circular" or "zero".
+
+    Returns:
+        (B, T, C, H, W).
+    """
+    prev, mid, nxt = z.unbind(2)
+    if padding == "circular":
+        return mid + prev.roll(1, dims=1) + nxt.roll(-1, dims=1)
+    zero = torch.zeros_like(mid[:, :1])
+    return mid + torch.cat([zero, prev[:, :-1]], 1) + torch.cat([nxt[:, 1:], zero], 1)
+
+
+def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  padding: TemporalPadding) -> torch.Tensor:
+    """Kernel-3 Conv1d along T applied at every pixel, without moving T off the batch axes.
+
+    Equivalent to ``F.conv1d`` on (B*H*W, C, T) with padding 1 (circular or zero).
+
+    Args:
+        x: (B, T, C_in, H, W).
+        weight: (C_out, C_in, 3), Conv1d layout.
+        bias: (C_out,) or None.
+        padding: "circular" or "zero".
+
+    Returns:
+        (B, T, C_out, H, W).
+    """
+    c_out, c_in, k = weight.shape
+    # taps stacked along output channels: (3*C_out, C_in, 1, 1), tap-major
+    w = weight.permute(2, 0, 1).reshape(k * c_out, c_in, 1, 1)
+    z = F.conv2d(fold(x), w)
+    z = z.reshape(x.shape[0], x.shape[1], k, c_out, *z.shape[-2:])
+    y = shift_sum(z, padding)
+    if bias is not None:
+        y = y + bias.to(y.dtype).view(1, 1, -1, 1, 1)
+    return y
+
+
+class Conv2p1d(nn.Module):
+    """Conv(2+1)D: per-frame 2D (transposed) conv -> ReLU -> temporal Conv1d (kernel 3), no final activation.
+
+    Args:
+        in_chans: input channels.
+        out_chans: output channels.
+        kernel: 2D kernel size.
+        stride: 2D stride.
+        padding: 2D zero padding.
+        dilation: 2D dilation.
+        transpose: use ConvTranspose2d (the up-sampling block) instead of Conv2d.
+        temporal_padding: "circular" or "zero" padding of the temporal Conv1d.
+
+    Submodules ``spatial`` (Conv2d / ConvTranspose2d) and ``temporal`` (Conv1d C_out -> C_out,
+    kernel 3) hold the weights in standard PyTorch layouts.
+    """
+
+    def __init__(self, in_chans: int, out_chans: int, kernel: int = 3, stride: int = 1,
+                 padding: int = 1, dilation: int = 1, transpose: bool = False,
+                 temporal_padding: TemporalPadding = "circular") -> None:
+        super().__init__()
+        if transpose:
+            self.spatial: nn.Module = nn.ConvTranspose2d(in_chans, out_chans, kernel, stride=stride,
+                                                         padding=padding, dilation=dilation)
+        else:
+            self.spatial = nn.Conv2d(in_chans, out_chans, kernel, stride=stride, padding=padding,
+                                     dilation=dilation)
+        self.temporal = nn.Conv1d(out_chans, out_chans, 3, padding=1)
+        self.temporal_padding = check_padding(temporal_padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C_in, H, W) -> (B, T, C_out, H', W')."""
+        y = torch.relu(conv_frames(self.spatial, x))
+        return temporal_conv(y, self.temporal.weight, self.temporal.bias, self.temporal_padding)
+
+
+class CRNNCell(nn.Module):
+    """The CRNN-TI cell: h_t = ReLU(i2h(x_t) + h2h(h_{t-1}) + ih2ih(hiter_t)).
+
+    Each term is a Conv2d(C -> C, 3x3, dilation d, padding d) with bias.
+
+    Args:
+        chans: channels C.
+        dilation: dilation d of all three convolutions.
+        iteration_recurrence: keep ``ih2ih`` (the recurrence across cascades); without it the
+            cell sees no iteration state (the paper's "CRNN-TI" ablation).
+    """
+
+    def __init__(self, chans: int, dilation: int = 1, iteration_recurrence: bool = True) -> None:
+        super().__init__()
+        conv = lambda: nn.Conv2d(chans, chans, 3, padding=dilation, dilation=dilation)  # noqa: E731
+        self.i2h = conv()
+        self.h2h = conv()
+        self.ih2ih = conv() if iteration_recurrence else None
+        self.dilation = dilation
+
+    def input_terms(self, x: torch.Tensor, hiter: torch.Tensor | None) -> torch.Tensor:
+        """Everything that does not depend on h_{t-1}, for all frames in one convolution.
+
+        Returns i2h(x_t) + ih2ih(hiter_t) + all three biases, (B, T, C, H, W). With both
+        x and hiter present, i2h and ih2ih run as one convolution on the concatenated
+        channels. ``hiter=None`` means a zero iteration state (only ih2ih's bias acts).
+        """
+        d = self.dilation
+        bias = self.i2h.bias + self.h2h.bias
+        if self.ih2ih is not None:
+            bias = bias + self.ih2ih.bias
+        if self.ih2ih is not None and hiter is not None:
+            w = torch.cat([self.i2h.weight, self.ih2ih.weight], dim=1)
+            y = F.conv2d(fold(torch.cat([x, hiter], dim=2)), w, bias, padding=d, dilation=d)
+        else:
+            y = F.conv2d(fold(x), self.i2h.weight, bias, padding=d, dilation=d)
+        return unfold(y, x.shape[0])
+
+    def recur(self, h: torch.Tensor) -> torch.Tensor:
+        """h2h without its bias (the bias is part of :meth:`input_terms`), (N, C, H, W)."""
+        d = self.dilation
+        return F.conv2d(h, self.h2h.weight, None, padding=d, dilation=d)
+
+
+class CRNNUnit(nn.Module):
+    """A CRNN-TI unit: the cell run over frames in one direction, or both directions summed.
+
+    Args:
+        chans: channels C.
+        dilation: dilation of the cell's convolutions.
+        direction: "forward" (t = 0..T-1), "backward" (t = T-1..0) or "bidirectional" (both
+            with one shared cell, outputs summed per frame).
+        iteration_recurrence: see :class:`CRNNCell`.
+    """
+
+    def __init__(self, chans: int, dilation: int = 1, direction: Direction = "forward",
+                 iteration_recurrence: bool = True) -> None:
+        super().__init__()
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        self.cell = CRNNCell(chans, dilation, iteration_recurrence)
+        self.direction = direction
+
+    def forward(self, x: torch.Tensor, hiter: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the unit.
+
+        Args:
+            x: input features (B, T, C, H, W).
+            hiter: iteration state from the previous cascade, (B, T, C, H, W), or None (zeros).
+
+        Returns:
+            Hidden states h_t for every frame, (B, T, C, H, W) (summed over both
+            directions when bidirectional).
+        """
+        pre = self.cell.input_terms(x, hiter)
+        b, t = pre.shape[:2]
+        if self.direction == "bidirectional":
+            # both directions advance together: forward step s and backward step s share one conv
+            both = torch.cat([pre, pre.flip(1)], dim=0)
+            hs = self._scan(both)
+            return hs[:b] + hs[b:].flip(1)
+        if self.direction == "backward":
+            return self._scan(pre.flip(1)).flip(1)
+        return self._scan(pre)
+
+    def _scan(self, pre: torch.Tensor) -> torch.Tensor:
+        """h_t = ReLU(pre_t + h2h(h_{t-1})) for t = 0..T-1 with h_{-1} = 0, (N, T, C, H, W)."""
+        h = torch.relu(pre[:, 0])
+        out = [h]
+        for s in range(1, pre.shape[1]):
+            h = torch.relu(pre[:, s] + self.cell.recur(h))
+            out.append(h)
+        return torch.stack(out, dim=1)
+
+
+class Conv3dBlock(nn.Module):
+    """Conv3d (3x3x3, spatial dilation d) -> ReLU, the non-recurrent stand-in for a CRNN-TI unit.
+
+    The temporal axis is padded by one frame (circular or zero), the spatial axes by d
+    (zero). Computed as one per-frame Conv2d to 3 x C channels and a shifted sum over frames.
+
+    Args:
+        in_chans: input channels.
+        out_chans: output channels.
+        dilation: spatial dilation d (temporal dilation is 1).
+        temporal_padding: "circular" or "zero".
+    """
+
+    def __init__(self, in_chans: int, out_chans: int, dilation: int = 1,
+                 temporal_padding: TemporalPadding = "circular") -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(in_chans, out_chans, 3, padding=(1, dilation, dilation),
+                              dilation=(1, dilation, dilation))
+        self.dilation = dilation
+        self.temporal_padding = check_padding(temporal_padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C_in, H, W) -> (B, T, C_out, H, W)."""
+        w = self.conv.weight  # (C_out, C_in, 3, k, k)
+        c_out = w.shape[0]
+        w2 = w.permute(2, 0, 1, 3, 4).reshape(3 * c_out, *w.shape[1:2], *w.shape[3:])  # tap-major
+        d = self.dilation
+        z = F.conv2d(fold(x), w2, padding=d, dilation=d)
+        z = z.reshape(x.shape[0], x.shape[1], 3, c_out, *z.shape[-2:])
+        y = shift_sum(z, self.temporal_padding) + self.conv.bias.to(z.dtype).view(1, 1, -1, 1, 1)
+        return torch.relu(y)

@@ -1,0 +1,174 @@
+"""CRUNet-MR (Lyu et al.): a convolutional recurrent U-Net per cascade, unrolled with hard DC.
+
+Each cascade is a two-level U-Net whose encoder/decoder units are CRNN-TI units
+(recurrent over frames, and over cascades through an iteration state), with Conv(2+1)D
+down/up-sampling and dilated Conv(2+1)D blocks; the computation follows
+``shared/reference/README.md`` step by step, and the module names follow the authors'
+parameter names (see :mod:`cinerecon.models.compat` for the few renames).
+
+Feature layout inside a cascade: real (B, T, C, H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+from . import register
+from .blocks import Conv2p1d, CRNNUnit, TemporalPadding, check_padding, conv_frames
+from .complex_io import from_channels, to_channels
+from .unrolled import Unrolled
+
+
+class CRUNetState(NamedTuple):
+    """Iteration state handed from one cascade to the next, one entry per CRNN-TI unit.
+
+    Level 1 is (B, T, C, H', W'), level 2 and the bottleneck (B, T, C, H'/2, W'/2).
+
+    Attributes:
+        h0: for ``d_crnn1`` (level-1 encoder) = previous cascade's level-1 decoder output d1.
+        h1: for ``d_crnn2`` (level-2 encoder) = previous cascade's level-2 decoder output d2.
+        h2: for ``bcrnn`` (bottleneck) = previous cascade's bottleneck output b.
+        h3: for ``u_crnn1`` (level-2 decoder) = d2.
+        h4: for ``u_crnn2`` (level-1 decoder) = d1.
+    """
+
+    h0: torch.Tensor
+    h1: torch.Tensor
+    h2: torch.Tensor
+    h3: torch.Tensor
+    h4: torch.Tensor
+
+
+@dataclass(frozen=True)
+class CRUNetConfig:
+    """Hyper-parameters of CRUNet-MR; the defaults are the paper's model.
+
+    Attributes:
+        chans: feature channels C.
+        cascades: number of unrolled cascades.
+        dilations: dilation of (level 1, level 2, bottleneck).
+        side_branches: the 1x1 side branches conv11..conv51 ("skip connection" ablation off).
+        temporal_padding: "circular" or "zero" padding of the temporal convolutions.
+        iteration_recurrence: the ih2ih recurrence across cascades ("CRNN-TI" ablation off).
+        checkpoint_cascades: activation checkpointing per cascade (training memory).
+    """
+
+    chans: int = 64
+    cascades: int = 5
+    dilations: tuple[int, int, int] = (1, 2, 4)
+    side_branches: bool = True
+    temporal_padding: TemporalPadding = "circular"
+    iteration_recurrence: bool = True
+    checkpoint_cascades: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        if len(self.dilations) != 3 or min(self.dilations) < 1:
+            raise ConfigError(f"dilations must be three positive integers, got {self.dilations}")
+        if self.chans < 1 or self.cascades < 1:
+            raise ConfigError(f"chans and cascades must be positive, got {self.chans}, {self.cascades}")
+        check_padding(self.temporal_padding)
+
+
+def _side(chans: int, enabled: bool) -> nn.Conv2d | None:
+    return nn.Conv2d(chans, chans, 1) if enabled else None
+
+
+class CRUNetCascade(nn.Module):
+    """One CRUNet-MR cascade (denoiser): ``(x, state) -> (x + residual, new_state)``.
+
+    Args:
+        cfg: the model configuration.
+    """
+
+    def __init__(self, cfg: CRUNetConfig) -> None:
+        super().__init__()
+        c, (d1, d2, d3), tp = cfg.chans, cfg.dilations, cfg.temporal_padding
+        rec, side = cfg.iteration_recurrence, cfg.side_branches
+        self.conv0 = nn.Conv2d(2, c, 3, padding=1)
+        self.d_crnn1 = CRNNUnit(c, d1, "forward", rec)
+        self.conv11 = _side(c, side)
+        self.d_conv = Conv2p1d(c, c, 2, stride=2, padding=0, temporal_padding=tp)
+        self.d_crnn2 = CRNNUnit(c, d2, "forward", rec)
+        self.conv21 = _side(c, side)
+        self.convs1 = Conv2p1d(c, c, 3, padding=d2, dilation=d2, temporal_padding=tp)
+        self.bcrnn = CRNNUnit(c, d3, "bidirectional", rec)
+        self.conv31 = _side(c, side)
+        self.convs2 = Conv2p1d(c, c, 3, padding=d3, dilation=d3, temporal_padding=tp)
+        self.u_crnn1 = CRNNUnit(c, d2, "backward", rec)
+        self.conv41 = _side(c, side)
+        self.conv1 = Conv2p1d(2 * c, c, 3, padding=d2, dilation=d2, temporal_padding=tp)
+        self.u_conv = Conv2p1d(c, c, 2, stride=2, padding=0, transpose=True, temporal_padding=tp)
+        self.u_crnn2 = CRNNUnit(c, d1, "backward", rec)
+        self.conv51 = _side(c, side)
+        self.conv2 = Conv2p1d(2 * c, c, 3, padding=1, temporal_padding=tp)
+        self.conv = nn.Conv2d(c, 2, 5, padding=2)
+
+    @staticmethod
+    def _unit(unit: CRNNUnit, side: nn.Conv2d | None, x: torch.Tensor,
+              hiter: torch.Tensor | None) -> torch.Tensor:
+        y = unit(x, hiter)
+        return y if side is None else y + conv_frames(side, x)
+
+    def forward(self, x: torch.Tensor, state: CRUNetState | None) -> tuple[torch.Tensor, CRUNetState]:
+        """Denoise.
+
+        Args:
+            x: normalised, padded image (B, T, H', W') complex, H' and W' even.
+            state: the previous cascade's :class:`CRUNetState`, or None in the first cascade.
+
+        Returns:
+            (x + residual (B, T, H', W') complex, the new state).
+        """
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            raise ConfigError(f"CRUNet cascade needs even H and W after padding, got {tuple(x.shape)}")
+        s = state if state is not None else CRUNetState(None, None, None, None, None)
+        f0 = conv_frames(self.conv0, to_channels(x))
+        e1 = self._unit(self.d_crnn1, self.conv11, f0, s.h0)
+        f1 = self.d_conv(e1)
+        e2 = self.convs1(self._unit(self.d_crnn2, self.conv21, f1, s.h1))
+        b = self.convs2(self._unit(self.bcrnn, self.conv31, e2, s.h2))
+        d2 = self._unit(self.u_crnn1, self.conv41, b, s.h3)
+        d2 = self.conv1(torch.cat([e2, d2], dim=2))
+        u = self.u_conv(d2)
+        d1 = self._unit(self.u_crnn2, self.conv51, u, s.h4)
+        d1 = self.conv2(torch.cat([e1, d1], dim=2))
+        out = x + from_channels(conv_frames(self.conv, d1).to(x.real.dtype))
+        return out, CRUNetState(h0=d1, h1=d2, h2=b, h3=d2, h4=d1)
+
+
+class CRUNet(Unrolled):
+    """CRUNet-MR: ``cfg.cascades`` :class:`CRUNetCascade` s in the shared :class:`Unrolled` loop.
+
+    Called as ``model(kspace (B, C, T, H, W), mask, sens_maps (B, C, 1, H, W)) -> (B, T, H, W)``.
+    Per cascade: normalise, pad H and W to a multiple of 8, denoise, crop, un-normalise, hard DC.
+
+    Args:
+        cfg: a :class:`CRUNetConfig`.
+    """
+
+    def __init__(self, cfg: CRUNetConfig) -> None:
+        super().__init__([CRUNetCascade(cfg) for _ in range(cfg.cascades)], pad_multiple=8,
+                         checkpoint_cascades=cfg.checkpoint_cascades)
+        self.config = cfg
+
+    def config_dict(self) -> dict:
+        """Keyword arguments that rebuild this model with ``build_model("crunet", **kw)``."""
+        d = asdict(self.config)
+        d["dilations"] = list(d["dilations"])
+        return d
+
+
+@register("crunet")
+def build_crunet(**kwargs) -> CRUNet:
+    """Build CRUNet-MR from :class:`CRUNetConfig` keyword arguments."""
+    try:
+        cfg = CRUNetConfig(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"crunet: {e}") from None
+    return CRUNet(cfg)

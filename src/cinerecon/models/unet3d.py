@@ -1,0 +1,114 @@
+"""3D UNet-MR: CRUNet-MR with every CRNN-TI unit replaced by a Conv3D block (no recurrence).
+
+Same two-level U-Net per cascade (conv0, Conv(2+1)D down/up-sampling, dilated Conv(2+1)D
+blocks, 1x1 side branches, 5x5 output conv), same unrolled loop with hard DC, but the
+recurrent units become :class:`~cinerecon.models.blocks.Conv3dBlock` (3x3x3 conv + ReLU), so
+nothing is handed from one cascade to the next (the state is ``None``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+from . import register
+from .blocks import Conv2p1d, Conv3dBlock, TemporalPadding, check_padding, conv_frames
+from .complex_io import from_channels, to_channels
+from .unrolled import Unrolled
+
+
+@dataclass(frozen=True)
+class UNet3DConfig:
+    """Hyper-parameters of the 3D UNet-MR baseline.
+
+    Attributes:
+        chans: feature channels C.
+        cascades: number of unrolled cascades.
+        dilations: spatial dilation of (level 1, level 2, bottleneck).
+        side_branches: the 1x1 side branches around each Conv3D block.
+        temporal_padding: "circular" or "zero" padding along time.
+        checkpoint_cascades: activation checkpointing per cascade.
+    """
+
+    chans: int = 64
+    cascades: int = 5
+    dilations: tuple[int, int, int] = (1, 2, 4)
+    side_branches: bool = True
+    temporal_padding: TemporalPadding = "circular"
+    checkpoint_cascades: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        if len(self.dilations) != 3 or min(self.dilations) < 1:
+            raise ConfigError(f"dilations must be three positive integers, got {self.dilations}")
+        if self.chans < 1 or self.cascades < 1:
+            raise ConfigError(f"chans and cascades must be positive, got {self.chans}, {self.cascades}")
+        check_padding(self.temporal_padding)
+
+
+class UNet3DCascade(nn.Module):
+    """One cascade: ``(x (B, T, H', W') complex, None) -> (x + residual, None)``."""
+
+    def __init__(self, cfg: UNet3DConfig) -> None:
+        super().__init__()
+        c, (d1, d2, d3), tp = cfg.chans, cfg.dilations, cfg.temporal_padding
+        side = (lambda: nn.Conv2d(c, c, 1)) if cfg.side_branches else (lambda: None)
+        self.conv0 = nn.Conv2d(2, c, 3, padding=1)
+        self.d_block1, self.conv11 = Conv3dBlock(c, c, d1, tp), side()
+        self.d_conv = Conv2p1d(c, c, 2, stride=2, padding=0, temporal_padding=tp)
+        self.d_block2, self.conv21 = Conv3dBlock(c, c, d2, tp), side()
+        self.convs1 = Conv2p1d(c, c, 3, padding=d2, dilation=d2, temporal_padding=tp)
+        self.b_block, self.conv31 = Conv3dBlock(c, c, d3, tp), side()
+        self.convs2 = Conv2p1d(c, c, 3, padding=d3, dilation=d3, temporal_padding=tp)
+        self.u_block1, self.conv41 = Conv3dBlock(c, c, d2, tp), side()
+        self.conv1 = Conv2p1d(2 * c, c, 3, padding=d2, dilation=d2, temporal_padding=tp)
+        self.u_conv = Conv2p1d(c, c, 2, stride=2, padding=0, transpose=True, temporal_padding=tp)
+        self.u_block2, self.conv51 = Conv3dBlock(c, c, d1, tp), side()
+        self.conv2 = Conv2p1d(2 * c, c, 3, padding=1, temporal_padding=tp)
+        self.conv = nn.Conv2d(c, 2, 5, padding=2)
+
+    @staticmethod
+    def _unit(block: Conv3dBlock, side: nn.Conv2d | None, x: torch.Tensor) -> torch.Tensor:
+        y = block(x)
+        return y if side is None else y + conv_frames(side, x)
+
+    def forward(self, x: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
+        """Denoise a normalised, padded image (B, T, H', W') complex (H', W' even)."""
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            raise ConfigError(f"UNet3D cascade needs even H and W after padding, got {tuple(x.shape)}")
+        f0 = conv_frames(self.conv0, to_channels(x))
+        e1 = self._unit(self.d_block1, self.conv11, f0)
+        e2 = self.convs1(self._unit(self.d_block2, self.conv21, self.d_conv(e1)))
+        b = self.convs2(self._unit(self.b_block, self.conv31, e2))
+        d2 = self.conv1(torch.cat([e2, self._unit(self.u_block1, self.conv41, b)], dim=2))
+        d1 = self._unit(self.u_block2, self.conv51, self.u_conv(d2))
+        d1 = self.conv2(torch.cat([e1, d1], dim=2))
+        return x + from_channels(conv_frames(self.conv, d1).to(x.real.dtype)), None
+
+
+class UNet3D(Unrolled):
+    """3D UNet-MR, called as ``model(kspace, mask, sens_maps) -> (B, T, H, W)``."""
+
+    def __init__(self, cfg: UNet3DConfig) -> None:
+        super().__init__([UNet3DCascade(cfg) for _ in range(cfg.cascades)], pad_multiple=8,
+                         checkpoint_cascades=cfg.checkpoint_cascades)
+        self.config = cfg
+
+    def config_dict(self) -> dict:
+        """Keyword arguments that rebuild this model with ``build_model("unet3d", **kw)``."""
+        d = asdict(self.config)
+        d["dilations"] = list(d["dilations"])
+        return d
+
+
+@register("unet3d")
+def build_unet3d(**kwargs) -> UNet3D:
+    """Build the 3D UNet-MR baseline from :class:`UNet3DConfig` keyword arguments."""
+    try:
+        cfg = UNet3DConfig(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"unet3d: {e}") from None
+    return UNet3D(cfg)

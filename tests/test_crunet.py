@@ -1,0 +1,329 @@
+"""CRUNet-MR: golden file, literal reference, shapes, batch consistency, ablations, learning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cinerecon.errors import ConfigError, DataError, WeightsNotFoundError
+from cinerecon.masks import MaskSpec, make_mask
+from cinerecon.models import build_model
+from cinerecon.models.blocks import Conv2p1d, CRNNUnit, temporal_conv
+from cinerecon.models.compat import (authors_config, is_authors_state_dict, load_authors_checkpoint,
+                                     load_authors_state_dict, to_authors_state_dict)
+from cinerecon.models.crunet import CRUNetState
+from cinerecon.operators import SenseOp
+from conftest import random_problem
+from crunet_naive import naive_crunet
+
+SMALL = dict(chans=6, cascades=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add overhead (and stall badly on a loaded machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def _problem(b=1, c=3, t=4, h=12, w=10, seed=0):
+    x, maps, mask = random_problem(b, c, t, h, w, seed=seed)
+    return SenseOp(maps, mask).forward(x), mask, maps
+
+
+def _model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return build_model("crunet", **{**SMALL, **kw}).eval()
+
+
+# ---------------------------------------------------------------- golden file (authors' output)
+
+def _golden_inputs(golden):
+    maps = golden["sens_maps"][None, :, None]  # (1, C, 1, H, W)
+    mask = golden["mask"]  # (H, W) broadcasts against (B, C, T, H, W)
+    k0 = SenseOp(maps, mask).forward(golden["image"][None])
+    return k0, mask, maps
+
+
+def test_golden_zero_filled_matches(golden):
+    k0, mask, maps = _golden_inputs(golden)
+    zf = SenseOp(maps, mask).adjoint(k0)[0]
+    assert _rel(zf, golden["zero_filled"]) < 1e-5
+
+
+def test_golden_output_matches_authors(golden):
+    k0, mask, maps = _golden_inputs(golden)
+    sd = golden["state_dict"]
+    assert is_authors_state_dict(sd)
+    cfg = authors_config(sd)
+    assert (cfg["chans"], cfg["cascades"]) == (golden["config"]["chans"], golden["config"]["cascades"])
+    assert cfg["side_branches"] and cfg["iteration_recurrence"]
+    model = load_authors_checkpoint(sd)
+    with torch.no_grad():
+        out = model(k0, mask, maps)[0]
+    assert out.shape == golden["expected"].shape
+    assert _rel(out, golden["expected"]) < 1e-4
+
+
+@pytest.mark.slow
+def test_golden_naive_reference_matches_authors(golden):
+    """The literal re-implementation used as reference below also reproduces the authors."""
+    k0, mask, maps = _golden_inputs(golden)
+    with torch.no_grad():
+        out = naive_crunet(golden["state_dict"], k0, mask, maps)[0]
+    assert _rel(out, golden["expected"]) < 1e-4
+
+
+def test_parameter_count_matches_paper_model():
+    model = build_model("crunet", chans=64, cascades=5)
+    assert sum(p.numel() for p in model.parameters()) == 4_537_930
+
+
+# ---------------------------------------------------------------- fast blocks vs literal ops
+
+@pytest.mark.parametrize("padding", ["circular", "zero"])
+def test_temporal_conv_matches_conv1d_per_pixel(padding):
+    g = torch.Generator().manual_seed(1)
+    b, t, c, h, w = 2, 5, 3, 4, 3
+    x = torch.randn(b, t, c, h, w, generator=g)
+    weight, bias = torch.randn(4, c, 3, generator=g), torch.randn(4, generator=g)
+    seq = x.permute(0, 3, 4, 2, 1).reshape(-1, c, t)  # (B*H*W, C, T)
+    ref = F.conv1d(F.pad(seq, (1, 1), mode="circular" if padding == "circular" else "constant"), weight, bias)
+    ref = ref.reshape(b, h, w, 4, t).permute(0, 4, 3, 1, 2)
+    torch.testing.assert_close(temporal_conv(x, weight, bias, padding), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_transposed_conv2p1d_shapes():
+    x = torch.randn(2, 3, 4, 5, 6)
+    up = Conv2p1d(4, 7, 2, stride=2, padding=0, transpose=True)
+    down = Conv2p1d(7, 4, 2, stride=2, padding=0)
+    y = up(x)
+    assert y.shape == (2, 3, 7, 10, 12)
+    assert down(y).shape == x.shape
+
+
+def test_bidirectional_unit_is_sum_of_directions():
+    torch.manual_seed(0)
+    x, hit = torch.randn(2, 5, 4, 6, 6), torch.randn(2, 5, 4, 6, 6)
+    bi = CRNNUnit(4, 2, "bidirectional")
+    fw, bw = CRNNUnit(4, 2, "forward"), CRNNUnit(4, 2, "backward")
+    fw.load_state_dict(bi.state_dict())
+    bw.load_state_dict(bi.state_dict())
+    torch.testing.assert_close(bi(x, hit), fw(x, hit) + bw(x, hit))
+    # causality: the forward unit's frame 1 ignores frames 2..; the backward unit's frame 3 ignores 0..2
+    x2 = x.clone()
+    x2[:, 2:] += 1.0
+    assert torch.equal(fw(x, hit)[:, :2], fw(x2, hit)[:, :2])
+    x3 = x.clone()
+    x3[:, :3] += 1.0
+    assert torch.equal(bw(x, hit)[:, 3:], bw(x3, hit)[:, 3:])
+
+
+CONFIGS = [
+    {},
+    {"temporal_padding": "zero"},
+    {"side_branches": False},
+    {"iteration_recurrence": False},
+    {"dilations": (1, 3, 5)},
+]
+
+
+@pytest.mark.parametrize("kw", CONFIGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
+def test_fast_model_matches_literal_reference(kw):
+    model = _model(seed=3, **kw)
+    k0, mask, maps = _problem(b=2, t=5, h=12, w=10, seed=4)
+    with torch.no_grad():
+        out = model(k0, mask, maps)
+        ref = naive_crunet(to_authors_state_dict(model), k0, mask, maps,
+                           dilations=kw.get("dilations", (1, 2, 4)),
+                           circular=kw.get("temporal_padding", "circular") == "circular")
+        zf = SenseOp(maps, mask).adjoint(k0)
+    assert _rel(out - zf, ref - zf) < 1e-4  # compare the networks' contributions, not just DC
+    assert _rel(ref, zf) > 1e-3
+
+
+# ---------------------------------------------------------------- properties
+
+def test_batch_consistency():
+    model = _model(seed=1)
+    k0, mask, maps = _problem(b=2, t=4, h=12, w=10, seed=5)
+    with torch.no_grad():
+        both = model(k0, mask, maps)
+        single = torch.cat([model(k0[i:i + 1], mask[i:i + 1], maps[i:i + 1]) for i in range(2)])
+    torch.testing.assert_close(both, single, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("t,h,w", [(2, 8, 8), (5, 16, 12), (12, 10, 9), (3, 15, 13)])
+def test_shapes_and_data_consistency(t, h, w):
+    model = _model(seed=2)
+    # one coil with |S| = 1, so that S S^H = I and hard DC reproduces k0 exactly
+    k0, mask, maps = _problem(b=1, c=1, t=t, h=h, w=w, seed=6)
+    with torch.no_grad():
+        out = model(k0, mask, maps)
+    assert out.shape == (1, t, h, w) and out.dtype == torch.complex64
+    assert torch.isfinite(torch.view_as_real(out)).all()
+    # hard DC: the sampled k-space of the output is the measured k-space
+    assert _rel(SenseOp(maps, mask).forward(out), k0) < 1e-5
+
+
+def test_state_is_typed_with_level_shapes():
+    model = _model(seed=2)
+    x = torch.randn(2, 3, 16, 8, dtype=torch.complex64)
+    y, state = model.cascades[0](x, None)
+    assert isinstance(state, CRUNetState) and y.shape == x.shape
+    c = SMALL["chans"]
+    assert state.h0.shape == state.h4.shape == (2, 3, c, 16, 8)
+    assert state.h1.shape == state.h2.shape == state.h3.shape == (2, 3, c, 8, 4)
+    y2, _ = model.cascades[1](x, state)
+    y3, _ = model.cascades[1](x, None)
+    assert not torch.allclose(y2, y3)  # the iteration state matters
+
+
+@pytest.mark.parametrize("kw", CONFIGS[1:] + [{"dilations": (1, 1, 1)}],
+                         ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_each_switch_changes_the_output(kw):
+    base = _model(seed=7)
+    other = _model(seed=8, **kw)
+    # share every weight the two models have in common
+    missing, _ = other.load_state_dict(base.state_dict(), strict=False)
+    assert not missing
+    k0, mask, maps = _problem(b=1, t=4, h=12, w=10, seed=9)
+    with torch.no_grad():
+        a, b = base(k0, mask, maps), other(k0, mask, maps)
+        zf = SenseOp(maps, mask).adjoint(k0)
+    assert _rel(b - zf, a - zf) > 1e-5  # identical computations agree to ~1e-7
+
+
+def test_switches_remove_parameters():
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    full = build_model("crunet", chans=4, cascades=1)
+    assert n(build_model("crunet", chans=4, cascades=1, side_branches=False)) == n(full) - 5 * (16 + 4)
+    assert n(build_model("crunet", chans=4, cascades=1, iteration_recurrence=False)) == n(full) - 5 * (144 + 4)
+
+
+def test_checkpointing_gives_same_output_and_gradients():
+    a = _model(seed=4)
+    b = _model(seed=4, checkpoint_cascades=True)
+    a.train(), b.train()
+    k0, mask, maps = _problem(b=1, t=3, h=8, w=8, seed=10)
+    outs = []
+    for m in (a, b):
+        out = m(k0, mask, maps)
+        out.abs().pow(2).sum().backward()
+        outs.append(out.detach())
+    torch.testing.assert_close(outs[0], outs[1])
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+
+
+def test_bad_config_raises():
+    with pytest.raises(ConfigError):
+        build_model("crunet", temporal_padding="reflect")
+    with pytest.raises(ConfigError):
+        build_model("crunet", dilations=(1, 2))
+    with pytest.raises(ConfigError):
+        build_model("crunet", chanels=8)
+
+
+# ---------------------------------------------------------------- authors' checkpoints
+
+def test_authors_roundtrip_wrapped_and_prefixed(tmp_path):
+    model = _model(seed=11, side_branches=False)
+    sd = {"module." + k: v for k, v in to_authors_state_dict(model).items()}
+    sd["module.cascades.0.pp"] = torch.zeros(1, 2, 224, 112)
+    assert is_authors_state_dict({"epoch": 3, "state_dict": sd})
+    assert not is_authors_state_dict(model.state_dict())
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "model": sd}, path)
+    loaded = load_authors_checkpoint(path)
+    assert loaded.config.side_branches is False and loaded.config.chans == SMALL["chans"]
+    for (k, v), v2 in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(v, v2), k
+
+
+def test_authors_mismatch_errors(tmp_path):
+    model = _model(seed=12)
+    sd = to_authors_state_dict(model)
+    wrong = build_model("crunet", chans=4, cascades=2)
+    with pytest.raises(DataError, match="shape"):
+        load_authors_state_dict(wrong, sd)
+    fewer = {k: v for k, v in sd.items() if not k.startswith("cascades.1.conv0")}
+    with pytest.raises(DataError, match="missing"):
+        load_authors_state_dict(build_model("crunet", **SMALL), fewer)
+    with pytest.raises(WeightsNotFoundError):
+        load_authors_checkpoint(tmp_path / "absent.pt")
+    with pytest.raises(DataError):
+        load_authors_checkpoint({"epoch": 1})
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="garbage.pt"):
+        load_authors_checkpoint(garbage)
+
+
+# ---------------------------------------------------------------- it learns
+
+def _phantom(frames, size, coils, seed=0):
+    try:
+        from phantoms import cine_phantom
+    except ImportError:  # a tiny fallback: a beating disk on a smooth background
+        g = torch.Generator().manual_seed(seed)
+        h, w = size
+        y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        imgs = []
+        for t in range(frames):
+            r = 0.3 + 0.08 * math.sin(2 * math.pi * t / frames)
+            imgs.append(0.4 * ((x**2 + y**2) < 0.8) + 0.6 * torch.sigmoid((r - (x**2 + y**2).sqrt()) * 30))
+        img = torch.stack(imgs).to(torch.complex64)[None]
+        maps = torch.randn(1, coils, 1, 1, 1, dtype=torch.complex64, generator=g) * torch.exp(
+            -((y[None, None, None] - torch.randn(coils, generator=g).view(1, -1, 1, 1, 1)) ** 2))
+        maps = maps / (maps.abs() ** 2).sum(1, keepdim=True).sqrt()
+        return SenseOp(maps).expand(img), maps, img
+    return cine_phantom(coils=coils, frames=frames, size=size, seed=seed)
+
+
+def _psnr(x, ref):
+    return float(10 * torch.log10(ref.abs().max() ** 2 / (x.abs() - ref.abs()).pow(2).mean()))
+
+
+def test_tiny_crunet_overfits_and_beats_zero_filling():
+    torch.manual_seed(0)
+    full, maps, target = _phantom(frames=6, size=(24, 24), coils=4)
+    mask = make_mask(MaskSpec("equispaced_acs", accel=4, acs=4), frames=6, width=24, seed=0)[None]
+    k0 = full * mask
+    zf_psnr = _psnr(SenseOp(maps, mask).adjoint(k0), target)
+    model = build_model("crunet", chans=8, cascades=2)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    scale = target.abs().max()
+    for _ in range(40):
+        opt.zero_grad()
+        loss = (model(k0, mask, maps) - target).abs().pow(2).mean() / scale**2
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        psnr = _psnr(model(k0, mask, maps), target)
+    print(f"PSNR {psnr:.2f} dB vs zero-filled {zf_psnr:.2f} dB")
+    assert psnr > zf_psnr + 5.0, (psnr, zf_psnr)
+
+
+def test_speed_benchmark_runs_and_agrees(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "crunet_speed.py"
+    spec = importlib.util.spec_from_file_location("crunet_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--size", "12", "10", "--frames", "3", "--coils", "2", "--chans", "4",
+                       "--cascades", "2", "--skip-memory"]) == 0
+    out = capsys.readouterr().out
+    err = float(out.split("max |ours - naive| / max |naive| = ")[1].split()[0])
+    assert err < 1e-5
