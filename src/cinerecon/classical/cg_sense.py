@@ -1,0 +1,73 @@
+"""CG-SENSE: Tikhonov-regularised SENSE solved by conjugate gradients.
+
+Minimises ``||M F S x - y||^2 + lam ||x||^2`` through the normal equations
+``(A^H A + lam I) x = A^H y`` (A = M F S), starting from x = 0. Frames are independent
+(SENSE has no temporal coupling), so each frame is its own CG system with its own
+step sizes and stopping test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+from ..operators import SenseOp
+from ..solvers import conjugate_gradient
+from .zero_filled import check_inputs
+
+
+@dataclass(frozen=True)
+class CGSenseParams:
+    """Parameters of :func:`cg_sense`.
+
+    Attributes:
+        iters: maximum CG iterations (early stopping acts as extra regularisation).
+        lam: Tikhonov weight; A^H A has eigenvalues in [0, 1] for maps with
+            sum_c |S_c|^2 <= 1, so lam is relative to that unit scale, whatever the data scale.
+            On simulated cine at 30 dB SNR (R = 4 and 8, ESPIRiT maps) lam = 0 amplifies
+            noise after ~10 iterations, while 1e-2 is stable and close to the best of the
+            values tried (0 to 0.1).
+        tol: relative residual tolerance ||r|| <= tol ||A^H y|| per frame.
+    """
+
+    iters: int = 20
+    lam: float = 1e-2
+    tol: float = 1e-5
+
+
+def cg_sense(
+    kspace: torch.Tensor,
+    mask: torch.Tensor,
+    maps: torch.Tensor,
+    iters: int = CGSenseParams.iters,
+    lam: float = CGSenseParams.lam,
+    tol: float = CGSenseParams.tol,
+) -> torch.Tensor:
+    """CG-SENSE reconstruction.
+
+    Args:
+        kspace: (B, C, T, H, W) complex, zeros where not sampled.
+        mask: real {0, 1} broadcastable to ``kspace``.
+        maps: (B, C, 1, H, W) complex coil maps.
+        iters: maximum CG iterations (see :class:`CGSenseParams`).
+        lam: Tikhonov weight >= 0.
+        tol: relative residual tolerance.
+
+    Returns:
+        (B, T, H, W) complex image on the scale of ``SenseOp(maps).reduce(full_kspace)``.
+    """
+    check_inputs(kspace, mask, maps, "cg_sense")
+    if iters < 0 or lam < 0 or tol < 0:
+        raise ConfigError(f"cg_sense: iters, lam and tol must be >= 0, got iters={iters}, lam={lam}, tol={tol}")
+    b, _, t, h, w = kspace.shape
+    op = SenseOp(maps, mask.to(kspace.real.dtype))
+    rhs = op.adjoint(kspace)  # (B, T, H, W)
+
+    def normal(z: torch.Tensor) -> torch.Tensor:
+        x = z.reshape(b, t, h, w)
+        return (op.gram(x) + lam * x).reshape(b * t, h, w)
+
+    x = conjugate_gradient(normal, rhs.reshape(b * t, h, w), iters=iters, tol=tol)
+    return x.reshape(b, t, h, w)

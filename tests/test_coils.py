@@ -1,0 +1,272 @@
+import ctypes
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cinerecon.classical.cg_sense import cg_sense
+from cinerecon.coils import coil_compress, espirit_maps, maps_from_time_average
+from cinerecon.errors import ConfigError, DataError
+from cinerecon.fft import fft2c
+from cinerecon.masks import MaskSpec, make_mask
+from cinerecon.operators import SenseOp
+
+sigpy_mri = pytest.importorskip("sigpy.mri")
+
+
+def _grid(h, w):
+    y = (torch.arange(h, dtype=torch.float64) - h // 2) / (h / 2)
+    x = (torch.arange(w, dtype=torch.float64) - w // 2) / (w / 2)
+    return torch.meshgrid(y, x, indexing="ij")
+
+
+def _truth(coils=8, h=64, w=64, seed=0):
+    """Phantom (H, W) complex128 with a smooth phase and birdcage-like maps (C, H, W), sum |S|^2 = 1."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = _grid(h, w)
+    body = (((y / 0.85) ** 2 + (x / 0.7) ** 2) < 1).double()
+    img = body * (0.6 + 0.4 * torch.cos(3 * x) * torch.sin(2 * y))
+    img = img + 0.5 * ((((y + 0.1) / 0.3) ** 2 + ((x - 0.2) / 0.25) ** 2) < 1).double()
+    img = img * torch.exp(1j * math.pi * (0.3 * x - 0.2 * y))
+    rot = float(torch.rand((), generator=g)) * 2 * math.pi
+    maps = []
+    for c in range(coils):
+        a = rot + 2 * math.pi * c / coils
+        mag = torch.exp(-((y - 1.3 * math.sin(a)) ** 2 + (x - 1.3 * math.cos(a)) ** 2) / (2 * 0.8 ** 2))
+        maps.append(mag * torch.exp(1j * (a + 0.6 * (x * math.cos(a) + y * math.sin(a)))))
+    s = torch.stack(maps)
+    return img, s / (s.abs() ** 2).sum(0).sqrt(), body.bool()
+
+
+def _kspace(img, maps, noise=1e-3, seed=1):
+    k = fft2c(maps * img)
+    g = torch.Generator().manual_seed(seed)
+    return (k + noise * k.abs().max() * torch.randn(k.shape, dtype=k.dtype, generator=g)).to(torch.complex64)
+
+
+@contextmanager
+def _numpy_blas_serial():
+    """Run NumPy's OpenBLAS on one thread (its threaded SVD crawls on a shared, oversubscribed CPU)."""
+    libs = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+            if "openblas" in line.lower()} if Path("/proc/self/maps").exists() else set()
+    for lib in libs:
+        dll = ctypes.CDLL(lib)
+        for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "")):
+            get = getattr(dll, f"{prefix}get_num_threads{suffix}", None)
+            set_ = getattr(dll, f"{prefix}set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                n = get()
+                set_(1)
+                try:
+                    yield
+                finally:
+                    set_(n)
+                return
+    yield
+
+
+def _sigpy_maps(k2d, calib, thresh=0.02, kernel=6, crop=0.95):
+    with _numpy_blas_serial():
+        app = sigpy_mri.app.EspiritCalib(k2d.numpy(), calib_width=calib, thresh=thresh, kernel_width=kernel,
+                                         crop=crop, show_pbar=False)
+        return torch.from_numpy(np.asarray(app.run())).to(torch.complex64)
+
+
+def _overlap(a, b):
+    """|<a, b>| per pixel over coils (phase invariant), (H, W)."""
+    return (a.conj() * b).sum(0).abs()
+
+
+ACS = 24
+
+
+@pytest.fixture(scope="module")
+def case():
+    """Phantom, true maps, body mask, R=4 k-space with 24 ACS lines, its mask, and sigpy's maps of it."""
+    img, maps, body = _truth()
+    mask = make_mask(MaskSpec("equispaced_acs", accel=4, acs=ACS), frames=1, width=img.shape[-1], seed=0)
+    ku = _kspace(img, maps, noise=1e-4) * mask[0, 0]  # (C, H, W)
+    return img, maps, body, ku, mask, _sigpy_maps(ku, ACS)
+
+
+def test_espirit_matches_sigpy(case):
+    img, maps, body, k, mask, ref = case
+    ours = espirit_maps(k, acs=(ACS, ACS))[:, 0]  # sigpy's square calibration region
+    assert ours.shape == ref.shape == k.shape and ours.dtype == torch.complex64
+    # same support (eigenvalue crop) up to a few boundary pixels; it covers the object
+    s_ours, s_ref = (ours.abs() ** 2).sum(0) > 0, (ref.abs() ** 2).sum(0) > 0
+    assert (s_ours == s_ref).float().mean() > 0.995
+    both = s_ours & s_ref
+    assert both[body].float().mean() > 0.99 and s_ours.float().mean() < 0.8
+    # unit norm on the support, zero outside
+    norm2 = (ours.abs() ** 2).sum(0)
+    assert torch.allclose(norm2[s_ours], torch.ones(()), atol=1e-4) and norm2[~s_ours].max() == 0
+    # same maps up to a per-pixel phase: |<S_ours, S_sigpy>| ~ 1, and the projectors S S^H agree
+    assert _overlap(ours, ref)[both].min() > 0.9999
+    p_ours = ours[:, None] * ours[None].conj()
+    p_ref = ref[:, None] * ref[None].conj()
+    assert (p_ours - p_ref)[..., both].abs().max() < 1e-3
+    # and both are close to the true maps on the object
+    truth = maps.to(torch.complex64)
+    assert _overlap(ours, truth)[body].min() > 0.99 and _overlap(ours, truth)[body].mean() > 0.999
+
+
+def test_espirit_odd_size_matches_sigpy():
+    img, maps, body = _truth(coils=6, h=45, w=39)
+    k = _kspace(img, maps, noise=1e-4)
+    ref = _sigpy_maps(k, 20)
+    ours = espirit_maps(k, acs=(20, 20))[:, 0]
+    s_ours, s_ref = ours.abs().sum(0) > 0, ref.abs().sum(0) > 0
+    assert (s_ours == s_ref).float().mean() > 0.995
+    assert _overlap(ours, ref)[s_ours & s_ref].min() > 0.9999
+    assert _overlap(ours, maps.to(torch.complex64))[body].min() > 0.98
+
+
+@pytest.mark.slow
+def test_espirit_full_size_is_fast():
+    import time
+
+    img, maps, body = _truth(coils=10, h=246, w=512)
+    mask = make_mask(MaskSpec("equispaced_acs", accel=8, acs=ACS), frames=1, width=512, seed=0)
+    k = _kspace(img, maps, noise=1e-4) * mask[0, 0]
+    start = time.process_time()
+    est = espirit_maps(k, calib_mask=mask)
+    cpu = time.process_time() - start
+    print(f"ESPIRiT 10 x 246 x 512: {cpu:.2f} s CPU")
+    assert cpu < 10.0  # measured ~2.3 s on 2 shared cores
+    assert _overlap(est[:, 0], maps.to(torch.complex64))[body].min() > 0.98
+
+
+def test_espirit_phase_is_smooth_and_near_truth(case):
+    img, maps, body, k, mask, _ = case
+    ours = espirit_maps(k, calib_mask=mask)[:, 0].to(torch.complex128)
+    # the residual phase between our maps and the truth is one smooth function
+    inner = (maps.conj() * ours).sum(0)
+    sup = body & (ours.abs().sum(0) > 0)
+    step_x = (inner[:, 1:] * inner[:, :-1].conj()).angle().abs()[sup[:, 1:] & sup[:, :-1]]
+    step_y = (inner[1:] * inner[:-1].conj()).angle().abs()[sup[1:] & sup[:-1]]
+    assert max(step_x.max(), step_y.max()) < 0.1
+    # each coil's map is smooth too (no per-pixel phase jumps)
+    jumps = (ours[:, :, 1:] * ours[:, :, :-1].conj()).angle().abs()
+    strong = (ours[:, :, 1:].abs() > 0.05) & (ours[:, :, :-1].abs() > 0.05)
+    assert jumps[strong].max() < 0.3
+    first = espirit_maps(k, calib_mask=mask, phase_ref="first")[:, 0]
+    assert torch.allclose(first[0][sup].imag, torch.zeros(()), atol=1e-5) and (first[0][sup].real >= 0).all()
+
+
+def test_sense_with_our_maps_as_good_as_sigpy(case):
+    img, maps, body, k, mask, ref = case
+    ours = espirit_maps(k, calib_mask=mask)  # ACS detected from the mask: 48 x 24 region
+    ku = k[None, :, None]  # (1, C, 1, H, W)
+    target = (img * body).abs()[None, None]
+
+    def err(x):  # maps are defined up to a phase: compare magnitudes on the object
+        return float(((x.abs() - target) * body).pow(2).sum() / (target * body).pow(2).sum())
+
+    def sense(m):
+        return err(cg_sense(ku, mask[None], m[None], iters=30, lam=0.0))
+
+    e_ours, e_ref = sense(ours), sense(ref[:, None])
+    e_zf = err(SenseOp(ours[None], mask[None]).adjoint(ku))
+    print(f"NMSE on the object: ours {e_ours:.3g}, sigpy {e_ref:.3g}, zero-filled {e_zf:.3g}")
+    assert e_ours < 1.02 * e_ref
+    assert e_ours < 0.1 * e_zf
+
+
+def test_cine_input_uses_time_average(case):
+    img, maps, body, k, _, _ = case
+    t = 5
+    frames = torch.stack([img * (1 + 0.1 * i) for i in range(t)])  # (T, H, W): scaled copies
+    k4 = fft2c(maps[:, None] * frames[None]).to(torch.complex64)  # (C, T, H, W)
+    mask = make_mask(MaskSpec("equispaced_acs", accel=4, acs=20), frames=t, width=k.shape[-1], seed=3)
+    m4 = espirit_maps(k4 * mask, calib_mask=mask)
+    m3 = espirit_maps(k4.mean(1) * mask[0], calib_mask=mask)
+    assert m4.shape == (k.shape[0], 1) + k.shape[1:]
+    assert torch.allclose(m4, m3, atol=1e-4)
+    # without a mask the sampled locations are read from the non-zero k-space
+    assert torch.allclose(espirit_maps(k4 * mask), m4, atol=1e-6)
+
+
+def test_maps_from_time_average_without_acs(case):
+    img, maps, body, _, _, _ = case
+    t, r = 6, 4
+    frames = torch.stack([img * (1 + 0.05 * math.sin(i)) for i in range(t)])
+    k4 = fft2c(maps[:, None] * frames[None]).to(torch.complex64)
+    mask = make_mask(MaskSpec("time_varying", accel=r), frames=t, width=k4.shape[-1], seed=0)  # (1, T, 1, W)
+    with pytest.raises(DataError, match="no ACS found"):
+        espirit_maps(k4 * mask, calib_mask=mask)
+    est = maps_from_time_average(k4 * mask, mask)[:, 0]
+    sup = body & (est.abs().sum(0) > 0)
+    assert sup[body].float().mean() > 0.99
+    assert _overlap(est, maps.to(torch.complex64))[sup].min() > 0.99
+    static = make_mask(MaskSpec("uniform", accel=r), frames=t, width=k4.shape[-1], seed=0)
+    with pytest.raises(DataError, match=r"\(8, 6, 64, 64\)"):
+        maps_from_time_average(k4 * static, static)
+
+
+def test_espirit_bad_input_messages():
+    with pytest.raises(DataError, match=r"\(4, 8\)"):
+        espirit_maps(torch.zeros(4, 8, dtype=torch.complex64))
+    with pytest.raises(DataError, match="complex"):
+        espirit_maps(torch.zeros(2, 16, 16))
+    k = torch.ones(2, 16, 16, dtype=torch.complex64)
+    k[..., 6:10] = 0  # centre columns missing
+    with pytest.raises(DataError, match=r"no ACS found.*\(16, 16\)"):
+        espirit_maps(k)
+    k = torch.ones(2, 16, 16, dtype=torch.complex64)
+    with pytest.raises(DataError, match="smaller than the ESPIRiT kernel"):
+        espirit_maps(k, acs=4, kernel=6)  # 16 readout rows x 4 lines
+    with pytest.raises(DataError, match="smaller than the ESPIRiT kernel 3"):
+        espirit_maps(k, acs=2)  # the automatic kernel is at least 3
+    with pytest.raises(DataError, match="not fully sampled"):
+        espirit_maps(k, acs=(8, 8), calib_mask=torch.arange(16) % 2 == 0)
+    with pytest.raises(ConfigError, match="phase_ref"):
+        espirit_maps(k, phase_ref="body")
+
+
+def test_coil_compress_lossless_from_three_coils():
+    g = torch.Generator().manual_seed(0)
+    img, maps3, _ = _truth(coils=3, h=24, w=20)
+    mix = torch.randn(8, 3, dtype=torch.complex128, generator=g)
+    maps8 = torch.einsum("ij,jhw->ihw", mix, maps3)  # 8 coils spanning 3 dimensions
+    frames = torch.stack([img, 0.5 * img.conj()])
+    k8 = fft2c(maps8[:, None] * frames[None])  # (8, 2, H, W) complex128
+    kv, mv, a = coil_compress(k8, 3, maps8[:, None])
+    assert kv.shape == (3,) + k8.shape[1:] and mv.shape == (3, 1) + k8.shape[2:] and a.shape == (3, 8)
+    assert torch.allclose(a @ a.mH, torch.eye(3, dtype=a.dtype), atol=1e-10)
+    # lossless: the 8 coils are recovered from the 3 virtual ones
+    back = torch.einsum("vc,vthw->cthw", a.conj(), kv)
+    assert (back - k8).abs().max() < 1e-9 * k8.abs().max()
+    # compressed maps describe the compressed data: F (A S) x = A k
+    assert torch.allclose(fft2c(mv * frames[None]), kv, atol=1e-9 * float(k8.abs().max()))
+
+
+def test_coil_compress_energy_matches_numpy_svd():
+    g = torch.Generator().manual_seed(1)
+    k = torch.randn(6, 3, 10, 9, dtype=torch.complex64, generator=g)
+    k = k * torch.arange(1, 7).view(6, 1, 1, 1)  # unequal coil energies
+    sv = np.linalg.svd(k.numpy().reshape(6, -1).astype(np.complex128), compute_uv=False)
+    for n in (1, 2, 4, 6):
+        kv, mv, a = coil_compress(k, n)
+        assert mv is None
+        kept = float((kv.abs().double() ** 2).sum() / (k.abs().double() ** 2).sum())
+        assert kept == pytest.approx(float((sv[:n] ** 2).sum() / (sv ** 2).sum()), rel=1e-5)
+    # coil axis other than 0 (batched data)
+    kb, _, ab = coil_compress(k[None], 2, coil_dim=1)
+    assert torch.allclose(kb[0], coil_compress(k, 2)[0], atol=1e-4)
+    with pytest.raises(ConfigError, match=r"\[1, 6\]"):
+        coil_compress(k, 7)
+
+
+def test_espirit_recovers_simulated_cine_maps():
+    simulate = pytest.importorskip("cinerecon.data.simulate")
+    s = simulate.simulate_cine(simulate.SimConfig(frames=4, coils=8, size=(56, 48), seed=2))
+    mask = make_mask(MaskSpec("equispaced_acs", accel=8, acs=ACS), frames=4, width=48, seed=0)
+    est = espirit_maps(s.kspace * mask, calib_mask=mask)[:, 0]
+    obj = s.target.abs().mean(0) > 0.1 * s.target.abs().max()
+    sup = est.abs().sum(0) > 0
+    assert sup[obj].float().mean() > 0.99
+    assert _overlap(est, s.maps[:, 0])[obj & sup].min() > 0.99
