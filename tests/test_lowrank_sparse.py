@@ -1,0 +1,111 @@
+"""L+S: quality against zero-filling, closed forms, NumPy references, batch consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cinerecon.classical.lowrank_sparse import (
+    LplusSParams,
+    lplus_s,
+    lplus_s_decompose,
+    singular_value_threshold,
+    soft_threshold,
+)
+from cinerecon.errors import ConfigError, DataError
+from cinerecon.masks import MaskSpec, make_mask
+from cinerecon.operators import SenseOp
+from phantoms import cine_phantom, nmse, psnr
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return cine_phantom(coils=8, frames=8, size=(48, 48), seed=0, noise=0.005)
+
+
+@pytest.mark.parametrize("kind", ["equispaced_acs", "time_varying_acs"])
+def test_lplus_s_beats_zero_filled_r4(phantom, kind):
+    # Measured with the defaults (seed 0, R = 4, 8 ACS lines): equispaced NMSE 6.5e-4 vs
+    # zero-filled 1.1e-2, PSNR 43.9 vs 30.4 dB.
+    k, maps, target = phantom
+    mask = make_mask(MaskSpec(kind, accel=4, acs=8), frames=k.shape[2], width=k.shape[-1], seed=1)[None]
+    ku = k * mask
+    zf = SenseOp(maps).reduce(ku)
+    rec = lplus_s(ku, mask, maps)
+    assert rec.shape == target.shape and rec.dtype == torch.complex64
+    assert nmse(rec, target) < 0.3 * nmse(zf, target)
+    assert psnr(rec, target) > psnr(zf, target) + 5.0
+
+
+def test_lplus_s_without_regularisation_returns_fully_sampled_data(phantom):
+    # lam_l = lam_s = 0 and a full mask: L = M, S = 0 and the gradient step is the identity, so
+    # the result is A^H d = S^H F^-1 d after one iteration.
+    k, maps, _ = phantom
+    mask = torch.ones(1, 1, 1, 1, k.shape[-1])
+    res = lplus_s_decompose(k, mask, maps, lam_l=0.0, lam_s=0.0)
+    ref = SenseOp(maps).reduce(k)
+    torch.testing.assert_close(res.low_rank + res.sparse, ref, rtol=1e-4, atol=1e-5)
+    assert res.iterations.tolist() == [1]
+    assert float(res.sparse.abs().max()) == 0.0
+
+
+def test_singular_value_threshold_matches_numpy():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 6, 7, dtype=torch.complex128, generator=g)
+    out = singular_value_threshold(x, 0.3).numpy()
+    for b in range(2):
+        cas = x[b].reshape(5, -1).T.numpy()
+        u, s, vh = np.linalg.svd(cas, full_matrices=False)
+        s = np.maximum(s - 0.3 * s[0], 0)
+        ref = ((u * s) @ vh).T.reshape(5, 6, 7)
+        np.testing.assert_allclose(out[b], ref, atol=1e-12)
+    np.testing.assert_allclose(singular_value_threshold(x, 0.0).numpy(), x.numpy(), atol=1e-12)
+
+
+def test_soft_threshold_closed_form():
+    x = torch.tensor([3 + 4j, 0.1 + 0j, 0j, -2j], dtype=torch.complex128)
+    out = soft_threshold(x, torch.tensor(1.0, dtype=torch.float64))
+    ref = torch.tensor([(3 + 4j) * 4 / 5, 0, 0, -1j], dtype=torch.complex128)
+    torch.testing.assert_close(out, ref)
+
+
+def test_lplus_s_batch_consistency(phantom):
+    k, maps, _ = phantom
+    k2, maps2, _ = cine_phantom(coils=8, frames=8, size=(48, 48), seed=3)
+    mask = make_mask(MaskSpec("equispaced_acs", accel=4, acs=8), frames=8, width=48, seed=2)[None]
+    kw = dict(iters=15)
+    both = lplus_s_decompose(torch.cat([k, k2]) * mask, mask, torch.cat([maps, maps2]), **kw)
+    one = lplus_s_decompose(k2 * mask, mask, maps2, **kw)
+    torch.testing.assert_close(both.low_rank[1:] + both.sparse[1:], one.low_rank + one.sparse, rtol=1e-4, atol=1e-5)
+    assert both.iterations[1] == one.iterations[0]
+
+
+def test_lplus_s_errors(phantom):
+    k, maps, _ = phantom
+    mask = torch.ones(1, 1, 1, 1, 48)
+    with pytest.raises(ConfigError):
+        LplusSParams(lam_l=-1.0)
+    with pytest.raises(ConfigError):
+        lplus_s(k, mask, maps, iters=0)
+    with pytest.raises(DataError, match="maps"):
+        lplus_s(k, mask, maps[:, :2])
+    with pytest.raises(DataError, match="frames"):
+        lplus_s(k[:, :, :1], mask, maps)
+
+
+def test_grappa_and_lplus_s_on_simulated_cine():
+    # Helper C's simulator (30 dB SNR, birdcage maps), R = 4 equispaced + 12 ACS, defaults.
+    # Measured (seed 0): NMSE zero-filled 3.7e-2, GRAPPA 2.4e-2, L+S 9.5e-3; PSNR 24.5, 28.2, 31.9 dB.
+    simulate = pytest.importorskip("cinerecon.data.simulate")
+    from cinerecon.classical.grappa import grappa
+
+    s = simulate.simulate_cine(simulate.SimConfig(frames=8, coils=8, size=(48, 48), seed=0))
+    k, maps = s.kspace[None], s.maps[None]
+    target = SenseOp(maps).reduce(k)
+    mask = make_mask(MaskSpec("equispaced_acs", accel=4, acs=12), frames=8, width=48, seed=0)[None]
+    ku = k * mask
+    zf = SenseOp(maps).reduce(ku)
+    g, ls = grappa(ku, mask, maps), lplus_s(ku, mask, maps)
+    assert nmse(g, target) < 0.8 * nmse(zf, target) and psnr(g, target) > psnr(zf, target) + 2.0
+    assert nmse(ls, target) < 0.4 * nmse(zf, target) and psnr(ls, target) > psnr(zf, target) + 4.0
