@@ -1,0 +1,295 @@
+"""Helpers shared by ``benchmarks/study.py`` and ``benchmarks/mask_robustness.py``.
+
+Not a library API: simulation with an explicit train / val / test split by subject, the
+tiny model sizes, one training run through :func:`cinerecon.train.loop.fit` with the shared
+settings of ``configs/study/small_budget.yaml``, output-folder checks and small formatting
+helpers. Load it by file path (see :func:`load_common` in the scripts), not from ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cinerecon.data.simulate import SimConfig
+from cinerecon.errors import ConfigError, OutputExistsError
+from cinerecon.masks import MaskSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_CONFIG = ROOT / "configs" / "study" / "small_budget.yaml"
+REAL_DIR = ROOT.parent / "shared" / "data" / "real_cine"
+DEEP_MODELS = ("crunet", "crnn", "unet3d", "cinenet", "promptmr")
+
+
+# ----------------------------------------------------------------------------- model sizes
+
+
+@dataclass(frozen=True)
+class TinySizes:
+    """Small widths of every deep model; all get the same number of cascades.
+
+    Attributes:
+        cascades: unrolled cascades (iterations) of every model.
+        crunet_chans: CRUNet-MR feature channels (paper: 64).
+        unet3d_chans: 3D UNet-MR feature channels (paper: 64).
+        crnn_nf: CRNN-MRI feature channels (paper: 64).
+        crnn_layers: CRNN-MRI layers per iteration (paper: 5).
+        cinenet_chans: CineNet first-level channels of the plane U-Nets.
+        cinenet_cg_iters: CG iterations of CineNet's data consistency.
+        promptmr_preset: PromptMR width preset (``"tiny"``).
+    """
+
+    cascades: int = 3
+    crunet_chans: int = 8
+    unet3d_chans: int = 8
+    crnn_nf: int = 16
+    crnn_layers: int = 5
+    cinenet_chans: int = 8
+    cinenet_cg_iters: int = 3
+    promptmr_preset: str = "tiny"
+
+    def kwargs(self, name: str) -> dict:
+        """Builder keyword arguments of model ``name`` (one of :data:`DEEP_MODELS`)."""
+        c = self.cascades
+        table = {
+            "crunet": {"chans": self.crunet_chans, "cascades": c},
+            "unet3d": {"chans": self.unet3d_chans, "cascades": c},
+            "crnn": {"nf": self.crnn_nf, "layers": self.crnn_layers, "cascades": c},
+            "cinenet": {"chans": self.cinenet_chans, "cascades": c, "cg_iters": self.cinenet_cg_iters},
+            "promptmr": {"preset": self.promptmr_preset, "cascades": c},
+        }
+        if name not in table:
+            raise ConfigError(f"no tiny size for model {name!r}; known: {sorted(table)}")
+        return table[name]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    """Subjects per split (each subject gives one slice per view)."""
+
+    train: int
+    val: int
+    test: int
+
+    @classmethod
+    def from_total(cls, subjects: int, test: int, val: int = 1) -> "SplitCounts":
+        """``subjects`` in total, ``test`` and ``val`` of them held out; at least one trains."""
+        counts = cls(subjects - test - val, val, test)
+        if counts.train < 1 or test < 1 or val < 0:
+            raise ConfigError(f"need at least one training and one test subject: subjects={subjects}, "
+                              f"test={test}, val={val}")
+        return counts
+
+
+def simulate_split(root: Path, counts: SplitCounts, sim_cfg: SimConfig, accels: Sequence[int],
+                   views: Sequence[str], overwrite: bool) -> dict[str, list[Path]]:
+    """Simulate ``counts`` subjects into ``root`` and write train/val/test lists (subjects in order).
+
+    Args:
+        root: output folder of the HDF5 files.
+        counts: subjects per split.
+        sim_cfg: :class:`cinerecon.data.simulate.SimConfig` (its seed is the base seed).
+        accels: stored equispaced + ACS masks (``R04`` ...).
+        views: views per subject.
+        overwrite: replace existing files.
+
+    Returns:
+        {"train": [...], "val": [...], "test": [...]} file lists.
+    """
+    from cinerecon.data.h5 import write_split
+    from cinerecon.data.simulate import simulate_dataset
+
+    n = counts.train + counts.val + counts.test
+    written = [p for p in simulate_dataset(root, n, sim_cfg, accels=tuple(int(a) for a in accels),
+                                           overwrite=overwrite, views=tuple(views)) if p.suffix == ".h5"]
+    by_subject = [[p for p in written if p.name.startswith(f"sim{i:04d}_")] for i in range(n)]
+    bounds = {"train": (0, counts.train), "val": (counts.train, counts.train + counts.val),
+              "test": (counts.train + counts.val, n)}
+    split = {s: [p for i in range(lo, hi) for p in by_subject[i]] for s, (lo, hi) in bounds.items()}
+    write_split(root, split, overwrite=True)  # replaces simulate_dataset's random split in our own folder
+    return split
+
+
+def epochs_for(n_train: int, epochs: int | None, budget: int | None) -> int:
+    """Epochs of the training budget: ``epochs`` as given, or ``ceil(budget steps / n_train)`` (batch 1)."""
+    if (epochs is None) == (budget is None):
+        raise ConfigError("give exactly one of --epochs and --budget")
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+        return int(epochs)
+    if budget < 1:
+        raise ConfigError(f"--budget must be >= 1 step, got {budget}")
+    return max(1, math.ceil(budget / max(n_train, 1)))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One training run of a benchmark.
+
+    Attributes:
+        name: label of the run (the model name, or e.g. ``crunet_mixed``).
+        model: registered model name.
+        run_dir: run directory written by ``fit``.
+        checkpoint: checkpoint used for testing (``best.pt``: best validation PSNR).
+        parameters: number of model parameters.
+        epochs: epochs trained.
+        steps: optimiser steps (batch size 1: training items seen).
+        seconds: wall time of ``fit``.
+        final_loss: mean training loss of the last epoch.
+        best_val_psnr: best validation PSNR (dB), or None without validation.
+        val_psnr_zf: zero-filled validation PSNR (dB) of the last epoch, or None.
+    """
+
+    name: str
+    model: str
+    run_dir: Path
+    checkpoint: Path
+    parameters: int
+    epochs: int
+    steps: int
+    seconds: float
+    final_loss: float
+    best_val_psnr: float | None
+    val_psnr_zf: float | None
+
+
+def train_one(label: str, model: str, kwargs: dict, data_root: Path, run_dir: Path, epochs: int, seed: int,
+              device: str, overwrite: bool, mask_key: str | None = "R08", masks: Sequence[MaskSpec] = (),
+              overrides: Sequence[str] = ()) -> TrainedModel:
+    """Train one model with the shared settings of :data:`TRAIN_CONFIG`.
+
+    Args:
+        label: run label.
+        model: registered model name.
+        kwargs: builder keyword arguments.
+        data_root: folder of HDF5 files with train.txt / val.txt.
+        run_dir: run directory.
+        epochs: epochs (the budget).
+        seed: seed of initialisation, data order and on-the-fly masks.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        overwrite: allow a non-empty ``run_dir``.
+        mask_key: stored training mask when ``masks`` is empty.
+        masks: on-the-fly masks (mixed-mask training with several).
+        overrides: extra ``a.b=value`` training overrides, applied last.
+
+    Returns:
+        :class:`TrainedModel`.
+    """
+    from cinerecon.train.config import ModelConfig, load_config, with_overrides
+    from cinerecon.train.loop import fit
+
+    cfg = load_config(TRAIN_CONFIG)
+    cfg = dataclasses.replace(
+        cfg, model=ModelConfig(model, dict(kwargs)),
+        data=dataclasses.replace(cfg.data, root=str(data_root), mask_key=mask_key, masks=list(masks)),
+        epochs=int(epochs), seed=int(seed), device=device, out=str(run_dir), overwrite=overwrite)
+    if overrides:
+        cfg = with_overrides(cfg, list(overrides))
+    t0 = time.perf_counter()
+    run = fit(cfg)
+    seconds = time.perf_counter() - t0
+    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines() if s.strip()]
+    vals = [r["val_psnr"] for r in lines if r.get("val_psnr") is not None]
+    ckpt = run / "best.pt"
+    return TrainedModel(label, model, run, ckpt, count_parameters(ckpt), len(lines),
+                        _steps(run), seconds, float(lines[-1]["loss"]), max(vals) if vals else None,
+                        lines[-1].get("val_psnr_zf"))
+
+
+def _steps(run: Path) -> int:
+    from cinerecon.train.checkpoints import read_checkpoint
+
+    return int(read_checkpoint(run / "last.pt").step)
+
+
+def count_parameters(checkpoint: Path) -> int:
+    """Parameters of the model stored in ``checkpoint``."""
+    from cinerecon.train.checkpoints import load_model
+
+    model, _ = load_model(checkpoint, "cpu")
+    return sum(p.numel() for p in model.parameters())
+
+
+def training_table(runs: Sequence[TrainedModel]) -> str:
+    """Markdown table of the training runs (same budget for every row)."""
+    def opt(x: float | None) -> str:
+        return "–" if x is None else f"{x:.2f}"
+
+    rows = [[r.name, f"{r.parameters:,}", str(r.epochs), str(r.steps), f"{r.seconds:.1f}", f"{r.final_loss:.4f}",
+             opt(r.best_val_psnr), opt(r.val_psnr_zf)] for r in runs]
+    return markdown_table(["Model", "Params", "Epochs", "Steps", "Train s", "Final loss", "Best val PSNR",
+                           "Val PSNR zero-filled"], rows)
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def prepare_out(out: Path, overwrite: bool) -> Path:
+    """Create ``out``; refuse a non-empty folder unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} is not empty; pass --overwrite to replace the study outputs in it")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch intra-op threads (None keeps torch's default)."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The command that reproduces this run (repository-relative script path)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return shlex.join([".venv/bin/python", f"benchmarks/{script}", *args])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation; NaN for no values."""
+    v = np.asarray(list(values), dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std())
+
+
+def json_ready(obj: object) -> object:
+    """Dataclasses, paths and tuples as plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: json_ready(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

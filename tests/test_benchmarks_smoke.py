@@ -1,0 +1,243 @@
+"""End-to-end smoke runs of benchmarks/study.py and benchmarks/mask_robustness.py at a tiny size.
+
+The scripts are imported from the benchmarks folder by path. Numbers the scripts report are
+checked against independent computations (NumPy FFTs, skimage PSNR, SciPy's Wilcoxon test)
+and against the training checkpoints, not against what the scripts just wrote alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+DEEP = ("crunet", "crnn", "unet3d", "cinenet", "promptmr")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny problems run fastest (and without thread contention on a shared machine) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _load(name: str):
+    """Import benchmarks/<name>.py, skipping cleanly when a component it needs is not written yet."""
+    for mod in ("cinerecon.data.simulate", "cinerecon.data.h5", "cinerecon.train.loop", "cinerecon.evaluate.metrics",
+                "cinerecon.classical.zero_filled", "cinerecon.classical.cg_sense", "cinerecon.coils"):
+        pytest.importorskip(mod)
+    mod_name = f"cinerecon_bench_{name}"
+    if mod_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(mod_name, BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except ImportError as e:
+            del sys.modules[mod_name]
+            pytest.skip(f"benchmarks/{name}.py cannot be imported yet: {e}")
+    return sys.modules[mod_name]
+
+
+def _require_models(names):
+    from cinerecon.models import MODELS
+
+    missing = [n for n in names if n not in MODELS]
+    if missing:
+        pytest.skip(f"models not registered yet: {missing}")
+
+
+def _ifft2c(k: np.ndarray) -> np.ndarray:
+    axes = (-2, -1)
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), axes=axes, norm="ortho"), axes=axes)
+
+
+def _paper_psnr(recon: np.ndarray, target: np.ndarray) -> float:
+    """Paper protocol with skimage: magnitudes, each frame scaled by its own maximum, mean over frames."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    vals = []
+    for x, y in zip(np.abs(recon), np.abs(target)):
+        vals.append(peak_signal_noise_ratio(y / y.max(), x / x.max(), data_range=1.0))
+    return float(np.mean(vals))
+
+
+def _zero_filled_np(path: Path, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(zero-filled image, target) from the HDF5 file with NumPy only; mask (T|1, W)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        k, maps, target = f["kspace"][()], f["maps"][()], f["target"][()]
+    under = k * mask[None, :, None, :]
+    return (np.conj(maps) * _ifft2c(under)).sum(axis=0), target
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------------------------- study
+
+
+def test_min_adjusted_p_matches_scipy():
+    study = _load("study")
+    from scipy.stats import wilcoxon
+
+    for n in (3, 6, 9):
+        a, b = np.arange(1.0, n + 1) + 10, np.zeros(n)  # every difference positive: the extreme outcome
+        p = wilcoxon(a, b).pvalue
+        assert study.min_adjusted_p(n, 4) == pytest.approx(min(1.0, 3 * p), rel=1e-9)
+
+
+def test_budget_to_epochs():
+    study = _load("study")
+    c = study.common
+    assert c.epochs_for(4, None, 10) == 3
+    assert c.epochs_for(4, 2, None) == 2
+    with pytest.raises(c.ConfigError):
+        c.epochs_for(4, 2, 10)
+
+
+def test_study_smoke(tmp_path):
+    study = _load("study")
+    pytest.importorskip("cinerecon.evaluate.runner")
+    _require_models(DEEP)
+    from cinerecon.data.h5 import read_mask
+
+    real = tmp_path / "real"
+    real.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:40, :40]
+    frames = np.stack([1000 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (60 + 10 * np.sin(t))) + 200
+                       + rng.integers(0, 50, (40, 40)) for t in range(6)]).astype(np.uint16)
+    np.savez(real / "subj9_sax_test.npz", frames=frames, trigger_time_ms=np.arange(6, dtype=np.float32) * 40,
+             pixel_spacing_mm=np.array([2.0, 2.0], dtype=np.float32))
+    out = tmp_path / "study"
+    argv = ["--out", str(out), "--size", "16", "16", "--frames", "4", "--coils", "3", "--subjects", "5",
+            "--test-subjects", "2", "--views", "sax", "--budget", "3", "--cascades", "1", "--accels", "4",
+            "--timing-runs", "1", "--no-figures", "--device", "cpu", "--real-dir", str(real)]
+    assert study.main(argv) == 0
+    summary = json.loads((out / "study.json").read_text())
+
+    # Same budget for every model: ceil(3 steps / 2 training slices) = 2 epochs of 2 steps each.
+    from cinerecon.train.checkpoints import read_checkpoint
+
+    for name in DEEP:
+        ck = read_checkpoint(out / "runs" / name / "last.pt")
+        assert (ck.epoch, ck.step) == (2, 4), name
+    assert summary["epochs"] == 2
+
+    # Split by subject in order: 2 train, 1 val, 2 test, plus the real series.
+    test = (out / "data" / "test.txt").read_text().split()
+    assert test == ["sim0003_sax.h5", "sim0004_sax.h5", "real_subj9_sax_test.h5"]
+    assert (out / "data" / "val.txt").read_text().split() == ["sim0002_sax.h5"]
+    assert summary["test_slices_per_view"] == {"sax": 2, "real_sax": 1}
+
+    rows = _rows(out / "results" / "metrics_per_slice.csv")
+    methods = {r["method"] for r in rows}
+    assert set(DEEP) | {"zero_filled", "cg_sense", "grappa"} <= methods
+    if importlib.util.find_spec("cinerecon.classical.lowrank_sparse") is not None:
+        assert "lplus_s" in methods and "lplus_s" not in summary["classical_missing"]
+    assert {r["view"] for r in rows} == {"sax", "real_sax"}
+    # The evaluated zero-filled PSNR agrees with NumPy + skimage on the stored mask.
+    for r in (r for r in rows if r["method"] == "zero_filled"):
+        path = Path(r["file"])
+        mask, _ = read_mask(path, "R04")
+        zf, target = _zero_filled_np(path, mask[0, :, 0, :].numpy())
+        assert float(r["psnr"]) == pytest.approx(_paper_psnr(zf, target), abs=1e-3)
+    table1 = (out / "results" / "table1.md").read_text()
+    assert "real_sax" in table1 and "promptmr" in table1
+    for name in ("training.md", "results/stats.md", "results/dynamic.md", "results/table2.md"):
+        assert (out / name).stat().st_size > 0
+    with pytest.raises(study.common.OutputExistsError):
+        study.main(argv)
+
+
+# ----------------------------------------------------------------------------- mask robustness
+
+
+def test_test_masks_have_no_acs_and_time_varying_fills_the_centre():
+    mr = _load("mask_robustness")
+    from cinerecon.masks import acs_lines
+
+    for kind in ("uniform", "time_varying"):
+        m = mr.make_test_mask(kind, 4, 8, frames=6, width=20, seed=0, index=1)
+        assert acs_lines(m) == 0
+        assert float(m.sum(dim=-1).mean()) == pytest.approx(5.0)  # W / R lines per frame
+    tv = mr.make_test_mask("time_varying", 4, 8, frames=6, width=20, seed=0, index=1)
+    assert bool(tv.amax(dim=1).all())  # every line sampled in some frame
+    a = mr.make_test_mask("equispaced_acs", 4, 8, frames=6, width=20, seed=0, index=1)
+    assert acs_lines(a) >= 8
+
+
+def test_view_sharing_closed_forms():
+    mr = _load("mask_robustness")
+    from cinerecon.classical.zero_filled import zero_filled
+    from cinerecon.operators import SenseOp
+
+    g = torch.Generator().manual_seed(0)
+    c, t, h, w = 3, 4, 6, 8
+    maps = torch.randn(1, c, 1, h, w, dtype=torch.complex64, generator=g)
+    maps = maps / (maps.abs() ** 2).sum(1, keepdim=True).sqrt()
+    still = torch.randn(1, 1, h, w, dtype=torch.complex64, generator=g).expand(1, t, h, w)
+    full = SenseOp(maps).expand(still)
+    tv = mr.make_test_mask("time_varying", 4, 0, frames=t, width=w, seed=0, index=0)[None]
+    # A static object under a time-varying mask that covers every line: exact recovery.
+    torch.testing.assert_close(mr.view_sharing(full * tv, tv, maps), still, atol=1e-5, rtol=1e-5)
+    # A static mask: nothing to share, equal to zero-filling.
+    un = mr.make_test_mask("uniform", 4, 0, frames=t, width=w, seed=0, index=0)[None]
+    torch.testing.assert_close(mr.view_sharing(full * un, un, maps), zero_filled(full * un, un, maps))
+
+
+def test_mask_robustness_smoke(tmp_path):
+    mr = _load("mask_robustness")
+    _require_models(("crunet",))
+    out = tmp_path / "mr"
+    argv = ["--out", str(out), "--size", "16", "16", "--frames", "4", "--coils", "3", "--subjects", "3",
+            "--test-subjects", "1", "--accel", "4", "--epochs", "1", "--chans", "4", "--cascades", "1",
+            "--device", "cpu"]
+    mr.main(argv)
+    summary = json.loads((out / "summary.json").read_text())
+    from cinerecon.train.checkpoints import read_checkpoint
+
+    steps = {label: read_checkpoint(out / "runs" / label / "last.pt").step for label in ("fixed", "mixed")}
+    assert steps == {"fixed": 1, "mixed": 1}
+
+    rows = _rows(out / "per_slice.csv")
+    # A static mask without ACS gives nothing to calibrate on: no estimated-maps rows, a note instead.
+    assert not [r for r in rows if r["test_mask"] == "uniform" and r["maps"] == "estimated"]
+    assert "uniform" in summary["notes"]
+    assert [r for r in rows if r["test_mask"] == "time_varying" and r["maps"] == "estimated"]
+    assert {r["method"] for r in rows} == {"fixed", "mixed", "zero_filled", "view_sharing", "cg_sense"}
+
+    # Zero-filled with the true maps agrees with NumPy + skimage on the regenerated test masks.
+    test_file = Path(rows[0]["file"])
+    for kind in mr.TEST_KINDS:
+        m = mr.make_test_mask(kind, 4, summary["acs"], 4, 16, 0, 0)[0, :, 0, :].numpy()
+        zf, target = _zero_filled_np(test_file, m)
+        r = next(r for r in rows if (r["method"], r["test_mask"], r["maps"]) == ("zero_filled", kind, "true"))
+        assert float(r["psnr"]) == pytest.approx(_paper_psnr(zf, target), abs=1e-3)
+
+    # Drop / recovery recomputed from the per-slice values.
+    def mean(method, kind, maps, metric="psnr"):
+        return np.mean([float(r[metric]) for r in rows if (r["method"], r["test_mask"], r["maps"]) ==
+                        (method, kind, maps)])
+
+    ratios = [r for r in summary["ratios"] if r["metric"] == "psnr" and r["maps"] == "true"]
+    assert {r["test_mask"] for r in ratios} == {"uniform", "time_varying"}
+    for r in ratios:
+        drop = mean("fixed", "equispaced_acs", "true") - mean("fixed", r["test_mask"], "true")
+        rec = mean("mixed", r["test_mask"], "true") - mean("fixed", r["test_mask"], "true")
+        assert r["drop"] == pytest.approx(drop, abs=1e-4)
+        assert r["recovered"] == pytest.approx(rec, abs=1e-4)
+        assert r["recovered_fraction"] == pytest.approx(rec / drop, rel=1e-4)
