@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import h5py
 import nibabel as nib
 import numpy as np
@@ -95,3 +97,15 @@ def test_mp4_without_backend_says_what_to_install(tmp_path):
     with pytest.raises(ConfigError, match="imageio-ffmpeg"):
         write_mp4(tmp_path / "a.mp4", cine())
     assert not (tmp_path / "a.mp4").exists()
+
+
+@pytest.mark.skipif(not mp4_available(), reason="no ffmpeg backend installed")
+def test_mp4_round_trip_frame_count(tmp_path):
+    import imageio.v3 as iio
+
+    x = cine()
+    path = write_mp4(tmp_path / "a.mp4", x)
+    frames = iio.imread(path, plugin="FFMPEG" if importlib.util.find_spec("imageio_ffmpeg") else "pyav")
+    assert frames.shape[0] == x.shape[0]
+    with pytest.raises(OutputExistsError):
+        write_mp4(path, x)
