@@ -1,13 +1,14 @@
 """Helpers shared by ``benchmarks/study.py`` and ``benchmarks/mask_robustness.py``.
 
-Not a library API: simulation with an explicit train / val / test split by subject, the
-tiny model sizes, one training run through :func:`cinerecon.train.loop.fit` with the shared
-settings of ``configs/study/small_budget.yaml``, output-folder checks and small formatting
-helpers. Load it by file path (see :func:`load_common` in the scripts), not from ``sys.path``.
+Not a library API: the command-line options and start of a run both scripts share,
+simulation with an explicit train / val / test split by subject, the tiny model sizes, one
+training run through :func:`cinerecon.train.loop.fit` with the shared settings of
+``configs/study/small_budget.yaml``, output-folder checks and small formatting helpers. Load it by file path (see :func:`load_common` in the scripts), not from ``sys.path``.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -29,6 +30,107 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "configs" / "study" / "small_budget.yaml"
 REAL_DIR = ROOT.parent / "shared" / "data" / "real_cine"
 DEEP_MODELS = ("crunet", "crnn", "unet3d", "cinenet", "promptmr")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+@dataclass(frozen=True)
+class BenchDefaults:
+    """Defaults both benchmarks share; each script's subclass gives the size of its run.
+
+    Attributes:
+        subjects: simulated subjects in total.
+        test_subjects: of which held out for testing.
+        epochs: epochs per model when neither ``--epochs`` nor ``--budget`` is given.
+        size: image size (H, W).
+        frames: frames T.
+        coils: coils C.
+        snr_db: simulated SNR.
+        seed: seed of simulation, masks and training.
+        protocol: metric protocol.
+    """
+
+    subjects: int
+    test_subjects: int
+    epochs: int
+    size: tuple[int, int] = (32, 32)
+    frames: int = 8
+    coils: int = 8
+    snr_db: float = 30.0
+    seed: int = 0
+    protocol: str = "paper"
+
+
+def add_data_args(p: argparse.ArgumentParser, d: BenchDefaults, frames_help: str = "frames T") -> None:
+    """``--out``, the training budget (``--epochs`` | ``--budget``) and the simulated data's options."""
+    p.add_argument("--out", type=Path, required=True, help="output folder (must be empty unless --overwrite)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, default=None, help=f"epochs per model (default {d.epochs})")
+    budget.add_argument("--budget", type=int, default=None,
+                        help="optimiser steps per model (batch 1); epochs = ceil(budget / training slices)")
+    p.add_argument("--size", type=int, nargs=2, default=d.size, metavar=("H", "W"), help="image size")
+    p.add_argument("--frames", type=int, default=d.frames, help=frames_help)
+    p.add_argument("--coils", type=int, default=d.coils, help="coils C")
+    p.add_argument("--subjects", type=int, default=d.subjects, help="simulated subjects in total")
+    p.add_argument("--test-subjects", type=int, default=d.test_subjects, help="of which held out for testing")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of simulation, masks and training")
+    p.add_argument("--snr-db", type=float, default=d.snr_db, help="simulated SNR")
+
+
+def add_run_args(p: argparse.ArgumentParser, d: BenchDefaults, device_help: str, models: str) -> None:
+    """``--protocol``, ``--device``, ``--threads``, ``--set`` (training overrides for ``models``), ``--overwrite``."""
+    p.add_argument("--protocol", choices=("paper", "global"), default=d.protocol, help="metric protocol")
+    p.add_argument("--device", default="auto", help=device_help)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (tiny problems run fastest on one)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"extra training override for {models}, e.g. optim.lr=5e-4 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs in --out")
+
+
+def parse_with_budget(p: argparse.ArgumentParser, d: BenchDefaults, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``args.epochs`` is ``d.epochs`` when neither ``--epochs`` nor ``--budget`` was given."""
+    args = p.parse_args(argv)
+    if args.epochs is None and args.budget is None:
+        args.epochs = d.epochs
+    return args
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What :func:`start_run` set up.
+
+    Attributes:
+        out: the prepared output folder.
+        command: the command line that reproduces the run.
+        t_start: ``time.perf_counter()`` at the start.
+    """
+
+    out: Path
+    command: str
+    t_start: float
+
+
+def start_run(script: str, args: argparse.Namespace, argv: Sequence[str] | None) -> RunStart:
+    """Set the threads, print the command line and prepare ``args.out`` (see :func:`prepare_out`)."""
+    t_start = time.perf_counter()
+    set_threads(args.threads)
+    cmd = command_line(script, argv)
+    print(f"$ {cmd}", flush=True)
+    return RunStart(prepare_out(args.out, args.overwrite), cmd, t_start)
+
+
+def simulate_from_args(args: argparse.Namespace, root: Path, accels: Sequence[int], views: Sequence[str],
+                       **sim_fields) -> dict[str, list[Path]]:
+    """:func:`simulate_split` of the subjects, size, frames, coils, SNR and seed given on the command line.
+
+    ``sim_fields`` are further :class:`~cinerecon.data.simulate.SimConfig` fields (e.g. ``view``).
+    """
+    counts = SplitCounts.from_total(args.subjects, args.test_subjects)
+    sim = SimConfig(frames=args.frames, coils=args.coils, size=tuple(args.size), snr_db=args.snr_db, seed=args.seed,
+                    **sim_fields)
+    return simulate_split(root, counts, sim, accels, views, args.overwrite)
 
 
 # ----------------------------------------------------------------------------- model sizes
@@ -281,15 +383,15 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def json_ready(obj: object) -> object:
-    """Dataclasses, paths and tuples as plain JSON values."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: json_ready(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    """Plain JSON values: :func:`cinerecon.train.config.to_dict` (dataclasses, paths, tuples), NaN and inf as None."""
+    from cinerecon.train.config import to_dict
+
+    return _finite_or_none(to_dict(obj))
+
+
+def _finite_or_none(x: object) -> object:
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite_or_none(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x

@@ -69,22 +69,16 @@ MODELS = ("fixed", "mixed")
 
 
 @dataclass(frozen=True)
-class RobustnessDefaults:
+class RobustnessDefaults(common.BenchDefaults):
     """Default size (a few minutes on 2 CPU cores)."""
 
     subjects: int = 14
     test_subjects: int = 5
-    view: str = "sax"
-    size: tuple[int, int] = (32, 32)
-    frames: int = 8
-    coils: int = 8
-    accel: int = 8
     epochs: int = 20
+    view: str = "sax"
+    accel: int = 8
     chans: int = 8
     cascades: int = 3
-    snr_db: float = 30.0
-    seed: int = 0
-    protocol: str = "paper"
 
 
 D = RobustnessDefaults()
@@ -142,33 +136,13 @@ class Ratio:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="output folder (must be empty unless --overwrite)")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, default=None, help=f"epochs per model (default {D.epochs})")
-    budget.add_argument("--budget", type=int, default=None,
-                        help="optimiser steps per model (batch 1); epochs = ceil(budget / training slices)")
-    p.add_argument("--size", type=int, nargs=2, default=D.size, metavar=("H", "W"), help="image size")
-    p.add_argument("--frames", type=int, default=D.frames, help="frames T (>= R fills the centre over time)")
-    p.add_argument("--coils", type=int, default=D.coils, help="coils C")
-    p.add_argument("--subjects", type=int, default=D.subjects, help="simulated subjects in total")
-    p.add_argument("--test-subjects", type=int, default=D.test_subjects, help="of which held out for testing")
+    common.add_data_args(p, D, frames_help="frames T (>= R fills the centre over time)")
     p.add_argument("--view", choices=("sax", "lax"), default=D.view, help="view of every slice")
     p.add_argument("--accel", type=int, default=D.accel, help="acceleration R of every mask")
     p.add_argument("--chans", type=int, default=D.chans, help="CRUNet channels")
     p.add_argument("--cascades", type=int, default=D.cascades, help="CRUNet cascades")
-    p.add_argument("--seed", type=int, default=D.seed, help="seed of simulation, masks and training")
-    p.add_argument("--snr-db", type=float, default=D.snr_db, help="simulated SNR")
-    p.add_argument("--protocol", choices=("paper", "global"), default=D.protocol, help="metric protocol")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (tiny problems run fastest on one)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra training override for both models, e.g. optim.lr=5e-4 (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs in --out")
-    args = p.parse_args(argv)
-    if args.epochs is None and args.budget is None:
-        args.epochs = D.epochs
-    return args
+    common.add_run_args(p, D, "auto, cpu or cuda", "both models")
+    return common.parse_with_budget(p, D, argv)
 
 
 # ----------------------------------------------------------------------------- testing
@@ -352,21 +326,14 @@ def write_per_slice(path: Path, results: Sequence[SliceResult]) -> Path:
 
 def run_benchmark(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict:
     """Run everything; returns the summary also written to ``OUT/summary.json``."""
-    from cinerecon.data.simulate import SimConfig
     from cinerecon.data.transforms import default_acs, mask_key
     from cinerecon.masks import MaskSpec
     from cinerecon.train.checkpoints import load_model
 
-    t_start = time.perf_counter()
-    common.set_threads(args.threads)
-    cmd = common.command_line("mask_robustness.py", argv)
-    print(f"$ {cmd}", flush=True)
-    out = common.prepare_out(args.out, args.overwrite)
+    start = common.start_run("mask_robustness.py", args, argv)
+    out, cmd = start.out, start.command
     data_dir = out / "data"
-    counts = common.SplitCounts.from_total(args.subjects, args.test_subjects)
-    sim = SimConfig(frames=args.frames, coils=args.coils, size=tuple(args.size), snr_db=args.snr_db, seed=args.seed,
-                    view=args.view)
-    split = common.simulate_split(data_dir, counts, sim, (args.accel,), (args.view,), args.overwrite)
+    split = common.simulate_from_args(args, data_dir, (args.accel,), (args.view,), view=args.view)
     acs = default_acs(args.size[1])
     epochs = common.epochs_for(len(split["train"]), args.epochs, args.budget)
     kwargs = {"chans": args.chans, "cascades": args.cascades}
@@ -409,7 +376,7 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str] | None = None) -
         "cells": {f"{m}|{k}|{p}": common.json_ready(c) for (m, k, p), c in cells.items()},
         "ratios": common.json_ready(rs),
         "notes": notes,
-        "seconds": time.perf_counter() - t_start,
+        "seconds": time.perf_counter() - start.t_start,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n" + text.split("\n", 2)[2])

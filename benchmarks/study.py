@@ -58,21 +58,15 @@ from cinerecon.classical import CLASSICAL
 
 
 @dataclass(frozen=True)
-class StudyDefaults:
+class StudyDefaults(common.BenchDefaults):
     """Default size of the study (about 10 minutes together with mask_robustness on 2 CPU cores)."""
 
     subjects: int = 16
     test_subjects: int = 9
-    views: tuple[str, ...] = ("sax", "lax")
-    size: tuple[int, int] = (32, 32)
-    frames: int = 8
-    coils: int = 8
-    accels: tuple[int, ...] = (4, 8)
     epochs: int = 10
-    snr_db: float = 30.0
-    seed: int = 0
+    views: tuple[str, ...] = ("sax", "lax")
+    accels: tuple[int, ...] = (4, 8)
     timing_runs: int = 3
-    protocol: str = "paper"
 
 
 D = StudyDefaults()
@@ -81,39 +75,19 @@ D = StudyDefaults()
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="output folder (must be empty unless --overwrite)")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, default=None, help=f"epochs per model (default {D.epochs})")
-    budget.add_argument("--budget", type=int, default=None,
-                        help="optimiser steps per model (batch 1); epochs = ceil(budget / training slices)")
-    p.add_argument("--size", type=int, nargs=2, default=D.size, metavar=("H", "W"), help="image size")
-    p.add_argument("--frames", type=int, default=D.frames, help="frames T")
-    p.add_argument("--coils", type=int, default=D.coils, help="coils C")
-    p.add_argument("--subjects", type=int, default=D.subjects, help="simulated subjects in total")
-    p.add_argument("--test-subjects", type=int, default=D.test_subjects, help="of which held out for testing")
+    common.add_data_args(p, D)
     p.add_argument("--views", nargs="+", default=list(D.views), choices=("sax", "lax"), help="views per subject")
-    p.add_argument("--seed", type=int, default=D.seed, help="seed of simulation, masks and training")
     p.add_argument("--accels", type=int, nargs="+", default=list(D.accels), help="accelerations R")
-    p.add_argument("--snr-db", type=float, default=D.snr_db, help="simulated SNR")
     p.add_argument("--models", nargs="+", default=list(common.DEEP_MODELS), help="deep models to train")
     p.add_argument("--methods", nargs="*", default=list(CLASSICAL), help="classical methods to evaluate")
     p.add_argument("--cascades", type=int, default=common.TinySizes.cascades, help="cascades of every model")
     p.add_argument("--real-dir", type=Path, default=common.REAL_DIR,
                    help="folder of real magnitude cines (*.npz); skipped when absent")
     p.add_argument("--no-real", action="store_true", help="do not add the real series")
-    p.add_argument("--protocol", choices=("paper", "global"), default=D.protocol, help="metric protocol")
     p.add_argument("--timing-runs", type=int, default=D.timing_runs, help="timed runs per method (Table 2)")
     p.add_argument("--no-figures", action="store_true", help="skip figures")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (training and evaluation)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (tiny problems run fastest on one)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra training override for every model, e.g. optim.lr=5e-4 (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs in --out")
-    args = p.parse_args(argv)
-    if args.epochs is None and args.budget is None:
-        args.epochs = D.epochs
-    return args
+    common.add_run_args(p, D, "auto, cpu or cuda (training and evaluation)", "every model")
+    return common.parse_with_budget(p, D, argv)
 
 
 # ----------------------------------------------------------------------------- data
@@ -168,22 +142,16 @@ def min_adjusted_p(n: int, methods: int) -> float:
 
 def run_study(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict:
     """Run the whole study; returns the summary also written to ``OUT/study.json``."""
-    from cinerecon.data.simulate import SimConfig
     from cinerecon.data.transforms import default_acs
     from cinerecon.evaluate.runner import EvaluationOptions, evaluate_dir
     from cinerecon.evaluate.timing import TimingConfig
     from cinerecon.masks import MaskSpec
     from cinerecon.train.checkpoints import load_model
 
-    t_start = time.perf_counter()
-    common.set_threads(args.threads)
-    cmd = common.command_line("study.py", argv)
-    print(f"$ {cmd}", flush=True)
-    out = common.prepare_out(args.out, args.overwrite)
+    start = common.start_run("study.py", args, argv)
+    out, cmd = start.out, start.command
     data_dir = out / "data"
-    counts = common.SplitCounts.from_total(args.subjects, args.test_subjects)
-    sim = SimConfig(frames=args.frames, coils=args.coils, size=tuple(args.size), snr_db=args.snr_db, seed=args.seed)
-    split = common.simulate_split(data_dir, counts, sim, args.accels, args.views, args.overwrite)
+    split = common.simulate_from_args(args, data_dir, args.accels, args.views)
     real = [] if args.no_real else add_real_series(data_dir, args.real_dir, tuple(args.size), args.frames,
                                                     args.coils, args.snr_db, args.seed, args.accels, args.overwrite)
     if real:
@@ -230,7 +198,7 @@ def run_study(args: argparse.Namespace, argv: Sequence[str] | None = None) -> di
         "test_slices_per_view": {v: len(f) for v, f in n_per_view.items()},
         "min_adjusted_p_per_view": {v: min_adjusted_p(len(f), len(methods)) for v, f in n_per_view.items()},
         "results_dir": str(out / "results"),
-        "seconds": time.perf_counter() - t_start,
+        "seconds": time.perf_counter() - start.t_start,
     }
     (out / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_report(out, training_md, res, missing, summary)

@@ -19,6 +19,7 @@ import math
 import torch
 
 from cinerecon.fft import fft2c
+from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.operators import SenseOp
 
 
@@ -120,3 +121,40 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     """PSNR in dB of magnitudes, data range = max |ref|."""
     mse = (x.abs() - ref.abs()).pow(2).mean()
     return float(10 * torch.log10(ref.abs().max() ** 2 / mse))
+
+
+def undersampled_cine(frames: int = 6, size: tuple[int, int] = (16, 16), coils: int = 4, kind: str = "time_varying_acs",
+                      accel: int = 4, acs: int = 4, seed: int = 0):
+    """:func:`cine_phantom` undersampled by ``make_mask(MaskSpec(kind, accel, acs), ...)``.
+
+    Returns:
+        kspace (1, C, T, H, W) complex64 (zero where not sampled), mask (1, 1, T|1, 1, W),
+        maps (1, C, 1, H, W) complex64 and target (1, T, H, W) complex64.
+    """
+    full, maps, target = cine_phantom(coils=coils, frames=frames, size=size, seed=seed)
+    mask = make_mask(MaskSpec(kind, accel, acs), frames, size[1], seed=seed)[None]
+    return full * mask, mask, maps, target
+
+
+def zero_filled_psnr(sample) -> float:
+    """PSNR of the zero-filled SENSE image of an :func:`undersampled_cine` sample."""
+    k, mask, maps, target = sample
+    return psnr(SenseOp(maps, mask).adjoint(k), target)
+
+
+def overfit(model, sample, steps: int, lr: float, loss=None) -> tuple[float, float]:
+    """Train ``model`` with Adam on one :func:`undersampled_cine` sample; PSNR before and after.
+
+    ``loss(out, target)`` defaults to the mean absolute complex error.
+    """
+    k, mask, maps, target = sample
+    loss = loss or (lambda out, ref: (out - ref).abs().mean())
+    with torch.no_grad():
+        before = psnr(model(k, mask, maps), target)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss(model(k, mask, maps), target).backward()
+        opt.step()
+    with torch.no_grad():
+        return before, psnr(model(k, mask, maps), target)

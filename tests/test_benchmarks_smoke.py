@@ -21,15 +21,6 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 DEEP = ("crunet", "crnn", "unet3d", "cinenet", "promptmr")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems run fastest (and without thread contention on a shared machine) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _load(name: str):
     """Import benchmarks/<name>.py, skipping cleanly when a component it needs is not written yet."""
     for mod in ("cinerecon.data.simulate", "cinerecon.data.h5", "cinerecon.train.loop", "cinerecon.evaluate.metrics",

@@ -9,7 +9,7 @@ from cinerecon.errors import ConfigError, DataError, OutputExistsError, WeightsN
 from cinerecon.train.checkpoints import (RngState, load_model, prepare_run_dir, read_checkpoint, save_checkpoint)
 from cinerecon.train.config import load_config, to_dict
 from cinerecon.train.schedule import make_scheduler
-from test_train_loop import TINY, one_thread, tiny_unrolled  # noqa: F401 (registers the tiny model; fixture)
+from test_train_loop import TINY, tiny_unrolled  # noqa: F401 (registers the tiny model)
 
 
 def _setup(seed=0):

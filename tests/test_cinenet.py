@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.models import build_model
 from cinerecon.models.cinenet import XFDenoiser
 from cinerecon.models.layers import CGDataConsistency
 from cinerecon.operators import SenseOp
-from conftest import random_problem
-from phantoms import cine_phantom, psnr
+from conftest import assert_batch_consistent, assert_reconstructs_size, random_kspace, random_problem
+from phantoms import overfit, undersampled_cine, zero_filled_psnr
 
 
 def test_cg_dc_matches_dense_solve():
@@ -57,41 +56,19 @@ def test_plane_networks_act_within_their_planes(axis):
 
 @pytest.mark.parametrize("b,t,h,w", [(2, 3, 8, 12), (1, 2, 13, 11)])
 def test_shape_and_odd_sizes(b, t, h, w):
-    torch.manual_seed(0)
-    _, maps, mask = random_problem(b=b, c=3, t=t, h=h, w=w)
-    k = torch.randn(b, 3, t, h, w, dtype=torch.complex64) * mask
-    model = build_model("cinenet", chans=4, cascades=2)
-    y = model(k, mask, maps)
-    assert y.shape == (b, t, h, w) and y.dtype == torch.complex64
-    assert torch.isfinite(torch.view_as_real(y)).all()
+    assert_reconstructs_size("cinenet", b, t, h, w, chans=4, cascades=2)
 
 
 def test_batch_consistency():
     torch.manual_seed(0)
     model = build_model("cinenet", chans=4, cascades=2).eval()
-    _, maps, mask = random_problem(b=2, c=3, t=3, h=8, w=7, seed=1)
-    k = torch.randn(2, 3, 3, 8, 7, dtype=torch.complex64) * mask
-    with torch.no_grad():
-        both = model(k, mask, maps)
-        one = torch.cat([model(k[i:i + 1], mask[i:i + 1], maps[i:i + 1]) for i in range(2)])
-    torch.testing.assert_close(both, one, rtol=1e-4, atol=1e-5)
+    assert_batch_consistent(model, *random_kspace(b=2, c=3, t=3, h=8, w=7, seed=1))
 
 
 def test_overfits_one_sample_beyond_zero_filling():
     torch.manual_seed(0)
-    t, h, w = 6, 16, 16
-    full, maps, target = cine_phantom(coils=4, frames=t, size=(h, w), seed=0)
-    mask = make_mask(MaskSpec("time_varying_acs", 4, 4), t, w, seed=0)[None]
-    k = full * mask
-    zf = psnr(SenseOp(maps, mask).adjoint(k), target)
+    sample = undersampled_cine()
+    zf = zero_filled_psnr(sample)
     model = build_model("cinenet", chans=8, cascades=2, cg_iters=3)
-    with torch.no_grad():
-        before = psnr(model(k, mask, maps), target)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        opt.zero_grad()
-        (model(k, mask, maps) - target).abs().mean().backward()
-        opt.step()
-    with torch.no_grad():
-        after = psnr(model(k, mask, maps), target)
+    before, after = overfit(model, sample, steps=40, lr=3e-3)
     assert after > zf + 6.0 and after > before + 3.0, (zf, before, after)

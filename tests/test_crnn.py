@@ -4,37 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.models import build_model
 from cinerecon.models.crnn import BCRNNLayer, CRNNState
-from cinerecon.operators import SenseOp
-from conftest import random_problem
-from phantoms import cine_phantom, psnr
-
-
-def tiny_cine(t=6, h=16, w=16, c=4, accel=4, acs=4, seed=0):
-    """Phantom from tests/phantoms.py undersampled by a time-varying equispaced + ACS mask.
-
-    Returns (kspace (1, C, T, H, W), mask (1, 1, T, 1, W), maps (1, C, 1, H, W), target (1, T, H, W)).
-    """
-    full, maps, target = cine_phantom(coils=c, frames=t, size=(h, w), seed=seed)
-    mask = make_mask(MaskSpec("time_varying_acs", accel, acs), t, w, seed=seed)[None]
-    return full * mask, mask, maps, target
-
-
-def overfit(model, sample, steps, lr):
-    """Train on one sample; return the magnitude PSNR before and after."""
-    k, m, s, target = sample
-    with torch.no_grad():
-        before = psnr(model(k, m, s), target)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = (model(k, m, s) - target).abs().mean()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return before, psnr(model(k, m, s), target)
+from conftest import assert_batch_consistent, assert_reconstructs_size, random_kspace, random_problem
+from phantoms import overfit, undersampled_cine, zero_filled_psnr
 
 
 def test_parameter_count_matches_paper():
@@ -82,13 +55,7 @@ def test_bcrnn_is_bidirectional():
 
 @pytest.mark.parametrize("b,t,h,w", [(2, 3, 8, 10), (1, 2, 13, 11)])
 def test_shape_and_odd_sizes(b, t, h, w):
-    torch.manual_seed(0)
-    _, maps, mask = random_problem(b=b, c=3, t=t, h=h, w=w)
-    k = torch.randn(b, 3, t, h, w, dtype=torch.complex64) * mask
-    model = build_model("crnn", nf=6, cascades=2)
-    y = model(k, mask, maps)
-    assert y.shape == (b, t, h, w) and y.dtype == torch.complex64
-    assert torch.isfinite(torch.view_as_real(y)).all()
+    assert_reconstructs_size("crnn", b, t, h, w, nf=6, cascades=2)
 
 
 def test_state_is_passed_between_cascades():
@@ -115,19 +82,13 @@ def test_shared_weights_count_once():
 def test_batch_consistency():
     torch.manual_seed(0)
     model = build_model("crnn", nf=6, cascades=2, dc_lambda=0.5).eval()
-    _, maps, mask = random_problem(b=2, c=3, t=3, h=8, w=7, seed=1)
-    k = torch.randn(2, 3, 3, 8, 7, dtype=torch.complex64) * mask
-    with torch.no_grad():
-        both = model(k, mask, maps)
-        one = torch.cat([model(k[i:i + 1], mask[i:i + 1], maps[i:i + 1]) for i in range(2)])
-    torch.testing.assert_close(both, one, rtol=1e-4, atol=1e-5)
+    assert_batch_consistent(model, *random_kspace(b=2, c=3, t=3, h=8, w=7, seed=1))
 
 
 def test_overfits_one_sample_beyond_zero_filling():
     torch.manual_seed(0)
-    sample = tiny_cine()
-    k, m, s, target = sample
-    zf = psnr(SenseOp(s, m).adjoint(k), target)
+    sample = undersampled_cine()
+    zf = zero_filled_psnr(sample)
     model = build_model("crnn", nf=16, cascades=3)
     before, after = overfit(model, sample, steps=40, lr=3e-3)
     assert after > zf + 6.0 and after > before + 5.0, (zf, before, after)

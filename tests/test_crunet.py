@@ -2,47 +2,30 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from cinerecon.errors import ConfigError, DataError, WeightsNotFoundError
-from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.models import build_model
 from cinerecon.models.blocks import Conv2p1d, CRNNUnit, temporal_conv
 from cinerecon.models.compat import (authors_config, is_authors_state_dict, load_authors_checkpoint,
                                      load_authors_state_dict, to_authors_state_dict)
 from cinerecon.models.crunet import CRUNetState
 from cinerecon.operators import SenseOp
-from conftest import random_problem
+from conftest import assert_batch_consistent, assert_image_output, measured_problem, seeded_model
 from crunet_naive import naive_crunet
+from phantoms import overfit, undersampled_cine, zero_filled_psnr
 
 SMALL = dict(chans=6, cascades=2)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall badly on a loaded machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
-def _problem(b=1, c=3, t=4, h=12, w=10, seed=0):
-    x, maps, mask = random_problem(b, c, t, h, w, seed=seed)
-    return SenseOp(maps, mask).forward(x), mask, maps
-
-
 def _model(seed=0, **kw):
-    torch.manual_seed(seed)
-    return build_model("crunet", **{**SMALL, **kw}).eval()
+    return seeded_model("crunet", seed, **{**SMALL, **kw})
 
 
 # ---------------------------------------------------------------- golden file (authors' output)
@@ -140,7 +123,7 @@ CONFIGS = [
 @pytest.mark.parametrize("kw", CONFIGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
 def test_fast_model_matches_literal_reference(kw):
     model = _model(seed=3, **kw)
-    k0, mask, maps = _problem(b=2, t=5, h=12, w=10, seed=4)
+    k0, mask, maps = measured_problem(b=2, t=5, h=12, w=10, seed=4)
     with torch.no_grad():
         out = model(k0, mask, maps)
         ref = naive_crunet(to_authors_state_dict(model), k0, mask, maps,
@@ -155,22 +138,18 @@ def test_fast_model_matches_literal_reference(kw):
 
 def test_batch_consistency():
     model = _model(seed=1)
-    k0, mask, maps = _problem(b=2, t=4, h=12, w=10, seed=5)
-    with torch.no_grad():
-        both = model(k0, mask, maps)
-        single = torch.cat([model(k0[i:i + 1], mask[i:i + 1], maps[i:i + 1]) for i in range(2)])
-    torch.testing.assert_close(both, single, atol=1e-5, rtol=1e-4)
+    k0, mask, maps = measured_problem(b=2, t=4, h=12, w=10, seed=5)
+    assert_batch_consistent(model, k0, mask, maps)
 
 
 @pytest.mark.parametrize("t,h,w", [(2, 8, 8), (5, 16, 12), (12, 10, 9), (3, 15, 13)])
 def test_shapes_and_data_consistency(t, h, w):
     model = _model(seed=2)
     # one coil with |S| = 1, so that S S^H = I and hard DC reproduces k0 exactly
-    k0, mask, maps = _problem(b=1, c=1, t=t, h=h, w=w, seed=6)
+    k0, mask, maps = measured_problem(b=1, c=1, t=t, h=h, w=w, seed=6)
     with torch.no_grad():
         out = model(k0, mask, maps)
-    assert out.shape == (1, t, h, w) and out.dtype == torch.complex64
-    assert torch.isfinite(torch.view_as_real(out)).all()
+    assert_image_output(out, (1, t, h, w))
     # hard DC: the sampled k-space of the output is the measured k-space
     assert _rel(SenseOp(maps, mask).forward(out), k0) < 1e-5
 
@@ -196,7 +175,7 @@ def test_each_switch_changes_the_output(kw):
     # share every weight the two models have in common
     missing, _ = other.load_state_dict(base.state_dict(), strict=False)
     assert not missing
-    k0, mask, maps = _problem(b=1, t=4, h=12, w=10, seed=9)
+    k0, mask, maps = measured_problem(b=1, t=4, h=12, w=10, seed=9)
     with torch.no_grad():
         a, b = base(k0, mask, maps), other(k0, mask, maps)
         zf = SenseOp(maps, mask).adjoint(k0)
@@ -214,7 +193,7 @@ def test_checkpointing_gives_same_output_and_gradients():
     a = _model(seed=4)
     b = _model(seed=4, checkpoint_cascades=True)
     a.train(), b.train()
-    k0, mask, maps = _problem(b=1, t=3, h=8, w=8, seed=10)
+    k0, mask, maps = measured_problem(b=1, t=3, h=8, w=8, seed=10)
     outs = []
     for m in (a, b):
         out = m(k0, mask, maps)
@@ -271,45 +250,14 @@ def test_authors_mismatch_errors(tmp_path):
 
 # ---------------------------------------------------------------- it learns
 
-def _phantom(frames, size, coils, seed=0):
-    try:
-        from phantoms import cine_phantom
-    except ImportError:  # a tiny fallback: a beating disk on a smooth background
-        g = torch.Generator().manual_seed(seed)
-        h, w = size
-        y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-        imgs = []
-        for t in range(frames):
-            r = 0.3 + 0.08 * math.sin(2 * math.pi * t / frames)
-            imgs.append(0.4 * ((x**2 + y**2) < 0.8) + 0.6 * torch.sigmoid((r - (x**2 + y**2).sqrt()) * 30))
-        img = torch.stack(imgs).to(torch.complex64)[None]
-        maps = torch.randn(1, coils, 1, 1, 1, dtype=torch.complex64, generator=g) * torch.exp(
-            -((y[None, None, None] - torch.randn(coils, generator=g).view(1, -1, 1, 1, 1)) ** 2))
-        maps = maps / (maps.abs() ** 2).sum(1, keepdim=True).sqrt()
-        return SenseOp(maps).expand(img), maps, img
-    return cine_phantom(coils=coils, frames=frames, size=size, seed=seed)
-
-
-def _psnr(x, ref):
-    return float(10 * torch.log10(ref.abs().max() ** 2 / (x.abs() - ref.abs()).pow(2).mean()))
-
-
 def test_tiny_crunet_overfits_and_beats_zero_filling():
     torch.manual_seed(0)
-    full, maps, target = _phantom(frames=6, size=(24, 24), coils=4)
-    mask = make_mask(MaskSpec("equispaced_acs", accel=4, acs=4), frames=6, width=24, seed=0)[None]
-    k0 = full * mask
-    zf_psnr = _psnr(SenseOp(maps, mask).adjoint(k0), target)
+    sample = undersampled_cine(frames=6, size=(24, 24), coils=4, kind="equispaced_acs")
+    zf_psnr = zero_filled_psnr(sample)
     model = build_model("crunet", chans=8, cascades=2)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    scale = target.abs().max()
-    for _ in range(40):
-        opt.zero_grad()
-        loss = (model(k0, mask, maps) - target).abs().pow(2).mean() / scale**2
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        psnr = _psnr(model(k0, mask, maps), target)
+    scale = sample[-1].abs().max()
+    _, psnr = overfit(model, sample, steps=40, lr=2e-3,
+                      loss=lambda out, ref: (out - ref).abs().pow(2).mean() / scale**2)
     print(f"PSNR {psnr:.2f} dB vs zero-filled {zf_psnr:.2f} dB")
     assert psnr > zf_psnr + 5.0, (psnr, zf_psnr)
 

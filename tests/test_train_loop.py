@@ -23,15 +23,6 @@ from cinerecon.train.loop import fit
 TINY = "test_tiny_unrolled"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems run fastest (and without thread contention on a shared machine) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class TinyDenoiser(nn.Module):
     """One 3x3 convolution on (real, imag), residual."""
 

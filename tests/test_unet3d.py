@@ -10,28 +10,13 @@ from cinerecon.errors import ConfigError
 from cinerecon.models import build_model
 from cinerecon.models.blocks import Conv3dBlock
 from cinerecon.operators import SenseOp
-from conftest import random_problem
+from conftest import assert_batch_consistent, assert_image_output, measured_problem, seeded_model
 
 SMALL = dict(chans=6, cascades=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall badly on a loaded machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _problem(b=1, c=3, t=4, h=12, w=10, seed=0):
-    x, maps, mask = random_problem(b, c, t, h, w, seed=seed)
-    return SenseOp(maps, mask).forward(x), mask, maps
-
-
 def _model(seed=0, **kw):
-    torch.manual_seed(seed)
-    return build_model("unet3d", **{**SMALL, **kw}).eval()
+    return seeded_model("unet3d", seed, **{**SMALL, **kw})
 
 
 @pytest.mark.parametrize("padding,dilation", [("circular", 1), ("zero", 2), ("circular", 3)])
@@ -50,25 +35,21 @@ def test_conv3d_block_matches_conv3d(padding, dilation):
 @pytest.mark.parametrize("t,h,w", [(2, 8, 8), (5, 15, 13)])
 def test_shapes(t, h, w):
     model = _model()
-    k0, mask, maps = _problem(t=t, h=h, w=w, seed=1)
+    k0, mask, maps = measured_problem(t=t, h=h, w=w, seed=1)
     with torch.no_grad():
         out = model(k0, mask, maps)
-    assert out.shape == (1, t, h, w) and out.dtype == torch.complex64
-    assert torch.isfinite(torch.view_as_real(out)).all()
+    assert_image_output(out, (1, t, h, w))
 
 
 def test_batch_consistency():
     model = _model(seed=2)
-    k0, mask, maps = _problem(b=2, t=4, seed=3)
-    with torch.no_grad():
-        both = model(k0, mask, maps)
-        single = torch.cat([model(k0[i:i + 1], mask[i:i + 1], maps[i:i + 1]) for i in range(2)])
-    torch.testing.assert_close(both, single, atol=1e-5, rtol=1e-4)
+    k0, mask, maps = measured_problem(b=2, t=4, seed=3)
+    assert_batch_consistent(model, k0, mask, maps)
 
 
 def test_output_depends_on_input_and_neighbouring_frames():
     model = _model(seed=4)
-    k0, mask, maps = _problem(t=5, seed=5)
+    k0, mask, maps = measured_problem(t=5, seed=5)
     op = SenseOp(maps, mask)
     with torch.no_grad():
         a = model(k0, mask, maps)
@@ -86,7 +67,7 @@ def test_output_depends_on_input_and_neighbouring_frames():
 def test_temporal_padding_switch_changes_output_and_no_state():
     a = _model(seed=6)
     b = _model(seed=6, temporal_padding="zero")
-    k0, mask, maps = _problem(seed=7)
+    k0, mask, maps = measured_problem(seed=7)
     with torch.no_grad():
         assert not torch.allclose(a(k0, mask, maps), b(k0, mask, maps))
         _, state = a.cascades[0](torch.randn(1, 3, 8, 8, dtype=torch.complex64), None)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass, make_dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .metrics import HIGHER_IS_BETTER
-from .stats import DEFAULT_ALPHA, SignificanceResult, compare_to_best
+from .stats import DEFAULT_ALPHA, Comparison, SignificanceResult, compare_to_best
 from .timing import TimingResult
 
 LABELS = {"psnr": "PSNR", "ssim": "SSIM", "nmse": "NMSE", "haarpsi": "HaarPSI", "dists": "DISTS"}
@@ -214,26 +214,15 @@ def stats_markdown(results: Sequence[SignificanceResult]) -> str:
     return markdown_table(header, body) + "\n"
 
 
-@dataclass(frozen=True)
-class StatsRow:
-    """Flat CSV row of one comparison."""
-
-    group: str
-    metric: str
-    best: str
-    other: str
-    n: int
-    statistic: float
-    p_value: float
-    p_adjusted: float
-    significant: bool
-    median_difference: float
+StatsRow = make_dataclass(
+    "StatsRow", [("group", "str"), ("metric", "str")] + [(f.name, f.type) for f in fields(Comparison)], frozen=True,
+    namespace={"__module__": __name__,
+               "__doc__": "Flat CSV row of one comparison: group, metric, then the fields of :class:`Comparison`."})
 
 
 def stats_rows(results: Sequence[SignificanceResult]) -> list[StatsRow]:
     """Flatten significance results for CSV."""
-    return [StatsRow(s.group, s.metric, s.best, c.other, c.n, c.statistic, c.p_value, c.p_adjusted, c.significant,
-                     c.median_difference) for s in results for c in s.comparisons]
+    return [StatsRow(s.group, s.metric, **asdict(c)) for s in results for c in s.comparisons]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ frame T-1, natural for a cardiac cycle) or ``"zero"``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -31,6 +31,20 @@ def check_padding(padding: str) -> str:
     if padding not in PADDINGS:
         raise ConfigError(f"temporal_padding must be one of {PADDINGS}, got {padding!r}")
     return padding
+
+
+def check_unet_config(cfg: Any) -> None:
+    """Validate the fields the two-level U-Net configs (CRUNet-MR, 3D UNet-MR) share.
+
+    Makes ``cfg.dilations`` (level 1, level 2, bottleneck) a tuple of ints (frozen dataclasses
+    too) and checks it, ``cfg.chans``, ``cfg.cascades`` and ``cfg.temporal_padding``.
+    """
+    object.__setattr__(cfg, "dilations", tuple(int(d) for d in cfg.dilations))
+    if len(cfg.dilations) != 3 or min(cfg.dilations) < 1:
+        raise ConfigError(f"dilations must be three positive integers, got {cfg.dilations}")
+    if cfg.chans < 1 or cfg.cascades < 1:
+        raise ConfigError(f"chans and cascades must be positive, got {cfg.chans}, {cfg.cascades}")
+    check_padding(cfg.temporal_padding)
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ Feature layout inside a cascade: real (B, T, C, H, W).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -19,9 +19,9 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from . import register
-from .blocks import Conv2p1d, CRNNUnit, TemporalPadding, check_padding, conv_frames
+from .blocks import Conv2p1d, CRNNUnit, TemporalPadding, check_unet_config, conv_frames
 from .complex_io import from_channels, to_channels
-from .unrolled import Unrolled
+from .unrolled import ConfiguredUnrolled, config_from_kwargs
 
 
 class CRUNetState(NamedTuple):
@@ -67,12 +67,7 @@ class CRUNetConfig:
     checkpoint_cascades: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
-        if len(self.dilations) != 3 or min(self.dilations) < 1:
-            raise ConfigError(f"dilations must be three positive integers, got {self.dilations}")
-        if self.chans < 1 or self.cascades < 1:
-            raise ConfigError(f"chans and cascades must be positive, got {self.chans}, {self.cascades}")
-        check_padding(self.temporal_padding)
+        check_unet_config(self)
 
 
 def _side(chans: int, enabled: bool) -> nn.Conv2d | None:
@@ -142,7 +137,7 @@ class CRUNetCascade(nn.Module):
         return out, CRUNetState(h0=d1, h1=d2, h2=b, h3=d2, h4=d1)
 
 
-class CRUNet(Unrolled):
+class CRUNet(ConfiguredUnrolled):
     """CRUNet-MR: ``cfg.cascades`` :class:`CRUNetCascade` s in the shared :class:`Unrolled` loop.
 
     Called as ``model(kspace (B, C, T, H, W), mask, sens_maps (B, C, 1, H, W)) -> (B, T, H, W)``.
@@ -153,22 +148,10 @@ class CRUNet(Unrolled):
     """
 
     def __init__(self, cfg: CRUNetConfig) -> None:
-        super().__init__([CRUNetCascade(cfg) for _ in range(cfg.cascades)], pad_multiple=8,
-                         checkpoint_cascades=cfg.checkpoint_cascades)
-        self.config = cfg
-
-    def config_dict(self) -> dict:
-        """Keyword arguments that rebuild this model with ``build_model("crunet", **kw)``."""
-        d = asdict(self.config)
-        d["dilations"] = list(d["dilations"])
-        return d
+        super().__init__(cfg, CRUNetCascade, pad_multiple=8)
 
 
 @register("crunet")
 def build_crunet(**kwargs) -> CRUNet:
     """Build CRUNet-MR from :class:`CRUNetConfig` keyword arguments."""
-    try:
-        cfg = CRUNetConfig(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"crunet: {e}") from None
-    return CRUNet(cfg)
+    return CRUNet(config_from_kwargs(CRUNetConfig, "crunet", kwargs))

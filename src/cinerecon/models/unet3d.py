@@ -8,16 +8,16 @@ nothing is handed from one cascade to the next (the state is ``None``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
 from . import register
-from .blocks import Conv2p1d, Conv3dBlock, TemporalPadding, check_padding, conv_frames
+from .blocks import Conv2p1d, Conv3dBlock, TemporalPadding, check_unet_config, conv_frames
 from .complex_io import from_channels, to_channels
-from .unrolled import Unrolled
+from .unrolled import ConfiguredUnrolled, config_from_kwargs
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,7 @@ class UNet3DConfig:
     checkpoint_cascades: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
-        if len(self.dilations) != 3 or min(self.dilations) < 1:
-            raise ConfigError(f"dilations must be three positive integers, got {self.dilations}")
-        if self.chans < 1 or self.cascades < 1:
-            raise ConfigError(f"chans and cascades must be positive, got {self.chans}, {self.cascades}")
-        check_padding(self.temporal_padding)
+        check_unet_config(self)
 
 
 class UNet3DCascade(nn.Module):
@@ -89,26 +84,14 @@ class UNet3DCascade(nn.Module):
         return x + from_channels(conv_frames(self.conv, d1).to(x.real.dtype)), None
 
 
-class UNet3D(Unrolled):
+class UNet3D(ConfiguredUnrolled):
     """3D UNet-MR, called as ``model(kspace, mask, sens_maps) -> (B, T, H, W)``."""
 
     def __init__(self, cfg: UNet3DConfig) -> None:
-        super().__init__([UNet3DCascade(cfg) for _ in range(cfg.cascades)], pad_multiple=8,
-                         checkpoint_cascades=cfg.checkpoint_cascades)
-        self.config = cfg
-
-    def config_dict(self) -> dict:
-        """Keyword arguments that rebuild this model with ``build_model("unet3d", **kw)``."""
-        d = asdict(self.config)
-        d["dilations"] = list(d["dilations"])
-        return d
+        super().__init__(cfg, UNet3DCascade, pad_multiple=8)
 
 
 @register("unet3d")
 def build_unet3d(**kwargs) -> UNet3D:
     """Build the 3D UNet-MR baseline from :class:`UNet3DConfig` keyword arguments."""
-    try:
-        cfg = UNet3DConfig(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"unet3d: {e}") from None
-    return UNet3D(cfg)
+    return UNet3D(config_from_kwargs(UNet3DConfig, "unet3d", kwargs))

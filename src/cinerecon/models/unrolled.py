@@ -10,15 +10,18 @@ to the next (``None`` in the first cascade), typically a NamedTuple of feature m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import ConfigError
 from ..operators import SenseOp, hard_dc, soft_dc
+
+Config = TypeVar("Config")
 
 
 @dataclass(frozen=True)
@@ -150,3 +153,37 @@ class Unrolled(nn.Module):
             else:
                 x, state = self._cascade(i, x, state, kspace, op)
         return x
+
+
+def config_from_kwargs(cls: type[Config], model: str, kwargs: dict[str, Any]) -> Config:
+    """``cls(**kwargs)`` for a dataclass config; unknown or mistyped keywords raise ConfigError.
+
+    Args:
+        cls: the config dataclass.
+        model: the registered model name, for the message.
+        kwargs: keyword arguments given to ``build_model(model, ...)``.
+    """
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{model}: {e}") from None
+
+
+class ConfiguredUnrolled(Unrolled):
+    """An :class:`Unrolled` model of ``cfg.cascades`` identical cascades built from one config.
+
+    Args:
+        cfg: a dataclass config with (at least) ``cascades`` and ``checkpoint_cascades``;
+            kept as ``self.config``.
+        cascade: builds one cascade's denoiser from ``cfg``.
+        pad_multiple: H and W are zero-padded up to a multiple of this.
+    """
+
+    def __init__(self, cfg: Any, cascade: Callable[[Any], nn.Module], pad_multiple: int = 8) -> None:
+        super().__init__([cascade(cfg) for _ in range(cfg.cascades)], pad_multiple=pad_multiple,
+                         checkpoint_cascades=cfg.checkpoint_cascades)
+        self.config = cfg
+
+    def config_dict(self) -> dict:
+        """Keyword arguments that rebuild this model with ``build_model(name, **kw)`` (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()}

@@ -15,7 +15,7 @@ import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import numpy as np
 import torch
@@ -110,18 +110,18 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``.
+def _atomic_write(path: str | Path, mode: str, write: Callable[[IO], Any]) -> Path:
+    """Call ``write(f)`` on a temporary file in ``path``'s directory, fsync, then ``os.replace``.
 
-    A crash or an exception during the save leaves any previous file at ``path`` intact
+    A crash or an exception during the write leaves any previous file at ``path`` intact
     and no temporary file behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -131,28 +131,23 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
         except FileNotFoundError:
             pass
         raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``.
+
+    A crash or an exception during the save leaves any previous file at ``path`` intact
+    and no temporary file behind.
+    """
+    path = _atomic_write(path, "wb", lambda f: torch.save(obj, f))
     _fsync_dir(path.parent)
     return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write a text file atomically (temporary file in the same directory + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return _atomic_write(path, "w", lambda f: f.write(text))
 
 
 def _fsync_dir(d: Path) -> None:
