@@ -5,9 +5,12 @@ Two tiny CRUNet-MR models get the same data, loss, optimiser, seed and number of
 
 * ``fixed``: the stored R equispaced + ACS mask of each training file (CMRxRecon style);
 * ``mixed``: each item draws one of equispaced + ACS, uniform (equispaced, no ACS) and
-  time-varying (equispaced shifted every frame, no ACS), all at R.
+  time-varying (equispaced shifted every frame, no ACS), all at R;
+* ``mixed_vs``: the same mixed masks, with the view-sharing initial image
+  (``initial_image="view_sharing"``: each frame's missing lines start from their mean over
+  the frames that sampled them; identical to zero-filling for static masks).
 
-Both are tested on the held-out subjects under (a) equispaced + ACS, (b) uniform without ACS
+All are tested on the held-out subjects under (a) equispaced + ACS, (b) uniform without ACS
 and (c) time-varying without ACS at R, with
 
 * ``true`` maps (the simulation's coil sensitivities; a reference), and
@@ -17,17 +20,17 @@ and (c) time-varying without ACS at R, with
   :func:`espirit_kernel`). A time-varying mask fills the centre over time; a static mask
   without ACS leaves nothing to calibrate on, which is reported as n/a.
 
-Zero-filled, view sharing (:func:`view_sharing`) and CG-SENSE with the same maps are listed
+Zero-filled, view sharing (:func:`cinerecon.classical.view_sharing.view_sharing`) and CG-SENSE with the same maps are listed
 for reference. The script prints
 PSNR / SSIM (mean ± std over test slices) per model x test mask x maps and, measured in this
 run: the drop of the fixed model from (a) to (b) / (c), the part of that drop the mixed model
-recovers, and what mixing costs on (a).
+recovers (per mixed model), and what mixing costs on (a).
 
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/mask_robustness.py --out runs/mask_robustness
 
-Outputs: ``OUT/data``, ``OUT/runs/{fixed,mixed}``, ``OUT/results.md``,
+Outputs: ``OUT/data``, ``OUT/runs/{fixed,mixed,mixed_vs}``, ``OUT/results.md``,
 ``OUT/per_slice.csv``, ``OUT/summary.json``.
 """
 
@@ -62,10 +65,14 @@ def load_common():  # noqa: ANN201 - the benchmarks' private helper module
 
 common = load_common()
 
+from cinerecon.classical.view_sharing import view_sharing  # noqa: E402  (re-exported for the report)
+
 TEST_KINDS = ("equispaced_acs", "uniform", "time_varying")
 NO_ACS_KINDS = ("uniform", "time_varying")
 MAPS = ("true", "estimated")
-MODELS = ("fixed", "mixed")
+MODELS = ("fixed", "mixed", "mixed_vs")
+#: Models whose recovery over the fixed-mask model is reported.
+MIXED_MODELS = MODELS[1:]
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class Ratio:
     """Drop of the fixed-mask model and recovery by mixed-mask training on one no-ACS test mask.
 
     Attributes:
+        model: the mixed-mask model (``mixed``, or ``mixed_vs`` with a view-sharing initial image).
         test_mask: ``uniform`` or ``time_varying``.
         maps: ``true`` or ``estimated``.
         metric: ``psnr`` (dB) or ``ssim``.
@@ -123,6 +131,7 @@ class Ratio:
         cost_on_acs: fixed(a) - mixed(a), what mixing costs on the training mask.
     """
 
+    model: str
     test_mask: str
     maps: str
     metric: str
@@ -154,28 +163,6 @@ def make_test_mask(kind: str, accel: int, acs: int, frames: int, width: int, see
 
     sub = int(np.random.SeedSequence([seed, 7, index, TEST_KINDS.index(kind)]).generate_state(1)[0])
     return make_mask(MaskSpec(kind, accel, acs), frames, width, seed=sub)
-
-
-def view_sharing(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    """Fill every unsampled k-space location with its mean over the frames that sample it, then combine coils.
-
-    A classical reference for time-varying masks (each frame borrows the lines it lacks from
-    the others); with a static mask it equals zero-filling.
-
-    Args:
-        kspace: (B, C, T, H, W) complex, zeros where not sampled.
-        mask: broadcastable to ``kspace``.
-        maps: (B, C, 1, H, W).
-
-    Returns:
-        (B, T, H, W) coil-combined image ``S^H F^-1 k_shared``.
-    """
-    from cinerecon.operators import SenseOp
-
-    m = torch.broadcast_to(mask.to(kspace.real.dtype), kspace.shape)
-    mean = (kspace * m).sum(dim=2, keepdim=True) / m.sum(dim=2, keepdim=True).clamp_min(1.0)
-    shared = torch.where(m > 0, kspace, mean.expand_as(kspace))
-    return SenseOp(maps).reduce(shared)
 
 
 def espirit_kernel(acs: int) -> int:
@@ -265,17 +252,19 @@ def summarise(results: Sequence[SliceResult], notes: dict[str, str]) -> dict[tup
 def ratios(cells: dict[tuple[str, str, str], Cell]) -> list[Ratio]:
     """Drop / recovery per no-ACS test mask, maps and metric (only where all four cells exist)."""
     out = []
-    for maps in MAPS:
-        for kind in NO_ACS_KINDS:
-            fa, fm = cells["fixed", "equispaced_acs", maps], cells["fixed", kind, maps]
-            ma, mm = cells["mixed", "equispaced_acs", maps], cells["mixed", kind, maps]
-            if min(c.n for c in (fa, fm, ma, mm)) == 0:
-                continue
-            for metric in ("psnr", "ssim"):
-                v = {k: getattr(c, metric) for k, c in (("fa", fa), ("fm", fm), ("ma", ma), ("mm", mm))}
-                drop, rec = v["fa"] - v["fm"], v["mm"] - v["fm"]
-                frac = rec / drop if abs(drop) > 1e-12 else float("nan")
-                out.append(Ratio(kind, maps, metric, drop, rec, frac, v["ma"] - v["mm"], v["fa"] - v["ma"]))
+    for model in (m for m in MIXED_MODELS if (m, "equispaced_acs", MAPS[0]) in cells):
+        for maps in MAPS:
+            for kind in NO_ACS_KINDS:
+                fa, fm = cells["fixed", "equispaced_acs", maps], cells["fixed", kind, maps]
+                ma, mm = cells[model, "equispaced_acs", maps], cells[model, kind, maps]
+                if min(c.n for c in (fa, fm, ma, mm)) == 0:
+                    continue
+                for metric in ("psnr", "ssim"):
+                    v = {k: getattr(c, metric) for k, c in (("fa", fa), ("fm", fm), ("ma", ma), ("mm", mm))}
+                    drop, rec = v["fa"] - v["fm"], v["mm"] - v["fm"]
+                    frac = rec / drop if abs(drop) > 1e-12 else float("nan")
+                    out.append(Ratio(model, kind, maps, metric, drop, rec, frac, v["ma"] - v["mm"],
+                                     v["fa"] - v["ma"]))
     return out
 
 
@@ -304,10 +293,10 @@ def ratio_table(rs: Sequence[Ratio]) -> str:
     def f(x: float, metric: str) -> str:
         return "–" if not np.isfinite(x) else (f"{x:+.2f}" if metric == "psnr" else f"{x:+.4f}")
 
-    rows = [[r.test_mask, r.maps, r.metric.upper(), f(r.drop, r.metric), f(r.recovered, r.metric),
+    rows = [[r.model, r.test_mask, r.maps, r.metric.upper(), f(r.drop, r.metric), f(r.recovered, r.metric),
              "–" if not np.isfinite(r.recovered_fraction) else f"{100 * r.recovered_fraction:.0f} %",
              f(r.mixed_gap, r.metric), f(r.cost_on_acs, r.metric)] for r in rs]
-    return common.markdown_table(["Test mask", "Maps", "Metric", "Drop of fixed (a -> mask)",
+    return common.markdown_table(["Model", "Test mask", "Maps", "Metric", "Drop of fixed (a -> mask)",
                                   "Recovered by mixed", "Recovered share", "Mixed gap (a -> mask)",
                                   "Cost of mixing on (a)"], rows)
 
@@ -338,13 +327,14 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str] | None = None) -
     epochs = common.epochs_for(len(split["train"]), args.epochs, args.budget)
     kwargs = {"chans": args.chans, "cascades": args.cascades}
     mixed_specs = [MaskSpec(k, args.accel, acs) for k in TEST_KINDS]
-    plan = {"fixed": {"mask_key": mask_key(args.accel), "masks": ()},
-            "mixed": {"mask_key": None, "masks": mixed_specs}}
+    plan = {"fixed": ({}, {"mask_key": mask_key(args.accel), "masks": ()}),
+            "mixed": ({}, {"mask_key": None, "masks": mixed_specs}),
+            "mixed_vs": ({"initial_image": "view_sharing"}, {"mask_key": None, "masks": mixed_specs})}
     runs = []
-    for label, data in plan.items():
+    for label, (extra, data) in plan.items():
         print(f"training {label} CRUNet for {epochs} epochs ...", flush=True)
-        runs.append(common.train_one(label, "crunet", kwargs, data_dir, out / "runs" / label, epochs, args.seed,
-                                     args.device, args.overwrite, overrides=args.overrides, **data))
+        runs.append(common.train_one(label, "crunet", {**kwargs, **extra}, data_dir, out / "runs" / label, epochs,
+                                     args.seed, args.device, args.overwrite, overrides=args.overrides, **data))
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     models = {r.name: load_model(r.checkpoint, device=device)[0] for r in runs}
     print(f"testing on {len(split['test'])} slices ...", flush=True)

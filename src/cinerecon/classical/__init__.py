@@ -1,4 +1,4 @@
-"""Classical reconstructions: zero-filled, CG-SENSE, GRAPPA, L+S.
+"""Classical reconstructions: zero-filled, view sharing, CG-SENSE, GRAPPA, L+S.
 
 Each method is ``method(kspace, mask, maps, **params) -> image`` with k-space
 (B, C, T, H, W) complex, mask broadcastable to it, maps (B, C, 1, H, W), returning the
@@ -20,6 +20,7 @@ _WHERE = {
     "cg_sense": ("cg_sense", "cg_sense"),
     "grappa": ("grappa", "grappa"),
     "lplus_s": ("lowrank_sparse", "lplus_s"),
+    "view_sharing": ("view_sharing", "view_sharing"),
 }
 
 

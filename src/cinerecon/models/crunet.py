@@ -56,6 +56,8 @@ class CRUNetConfig:
         temporal_padding: "circular" or "zero" padding of the temporal convolutions.
         iteration_recurrence: the ih2ih recurrence across cascades ("CRNN-TI" ablation off).
         checkpoint_cascades: activation checkpointing per cascade (training memory).
+        initial_image: first cascade's input, "zero_filled" (paper) or "view_sharing"
+            (for time-varying masks without ACS; see :class:`~cinerecon.models.unrolled.Unrolled`).
     """
 
     chans: int = 64
@@ -65,6 +67,7 @@ class CRUNetConfig:
     temporal_padding: TemporalPadding = "circular"
     iteration_recurrence: bool = True
     checkpoint_cascades: bool = False
+    initial_image: str = "zero_filled"
 
     def __post_init__(self) -> None:
         check_unet_config(self)

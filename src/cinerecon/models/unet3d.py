@@ -31,6 +31,8 @@ class UNet3DConfig:
         side_branches: the 1x1 side branches around each Conv3D block.
         temporal_padding: "circular" or "zero" padding along time.
         checkpoint_cascades: activation checkpointing per cascade.
+        initial_image: first cascade's input, "zero_filled" (paper) or "view_sharing"
+            (for time-varying masks without ACS; see :class:`~cinerecon.models.unrolled.Unrolled`).
     """
 
     chans: int = 64
@@ -39,6 +41,7 @@ class UNet3DConfig:
     side_branches: bool = True
     temporal_padding: TemporalPadding = "circular"
     checkpoint_cascades: bool = False
+    initial_image: str = "zero_filled"
 
     def __post_init__(self) -> None:
         check_unet_config(self)

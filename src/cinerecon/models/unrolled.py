@@ -19,9 +19,12 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from ..classical.view_sharing import share_views
 from ..operators import SenseOp, hard_dc, soft_dc
 
 Config = TypeVar("Config")
+#: Choices of the first cascade's input image (see :class:`Unrolled`).
+INITIAL_IMAGES = ("zero_filled", "view_sharing")
 
 
 @dataclass(frozen=True)
@@ -107,21 +110,30 @@ class Unrolled(nn.Module):
             normalised, padded images (B, T, H', W') complex.
         pad_multiple: H and W are zero-padded up to a multiple of this.
         dc: data-consistency module ``dc(x, k0, op)``; hard DC by default.
-        normalise_each: normalise before each cascade (True) as in CRUNet-MR.
         checkpoint_cascades: recompute each cascade's activations in the backward pass
             (activation checkpointing) to save memory in training.
+        initial: the first cascade's input: ``"zero_filled"`` (S^H F^-1 M k, the authors'
+            choice) or ``"view_sharing"`` (each frame's missing k-space filled with its mean
+            over the frames that sampled it; equal to zero-filling for static masks, and a far
+            better start for time-varying masks without ACS).
     """
 
     def __init__(self, denoisers: Sequence[nn.Module], pad_multiple: int = 8,
-                 dc: nn.Module | None = None, checkpoint_cascades: bool = False) -> None:
+                 dc: nn.Module | None = None, checkpoint_cascades: bool = False,
+                 initial: str = "zero_filled") -> None:
         super().__init__()
+        if initial not in INITIAL_IMAGES:
+            raise ConfigError(f"initial image must be one of {INITIAL_IMAGES}, got {initial!r}")
         self.cascades = nn.ModuleList(denoisers)
         self.pad_multiple = pad_multiple
         self.dc = dc if dc is not None else SoftDC(None)
         self.checkpoint_cascades = checkpoint_cascades
+        self.initial = initial
 
     def initial_image(self, kspace: torch.Tensor, op: SenseOp) -> torch.Tensor:
-        """Zero-filled coil-combined image S^H F^-1 M k, (B, T, H, W)."""
+        """The first cascade's input (B, T, H, W) from the masked k-space (B, C, T, H, W)."""
+        if self.initial == "view_sharing":
+            return op.reduce(share_views(kspace, op.mask))
         return op.adjoint(kspace)
 
     def _cascade(self, i: int, x: torch.Tensor, state: Any, kspace: torch.Tensor,
@@ -173,15 +185,15 @@ class ConfiguredUnrolled(Unrolled):
     """An :class:`Unrolled` model of ``cfg.cascades`` identical cascades built from one config.
 
     Args:
-        cfg: a dataclass config with (at least) ``cascades`` and ``checkpoint_cascades``;
-            kept as ``self.config``.
+        cfg: a dataclass config with (at least) ``cascades``, ``checkpoint_cascades`` and
+            ``initial_image``; kept as ``self.config``.
         cascade: builds one cascade's denoiser from ``cfg``.
         pad_multiple: H and W are zero-padded up to a multiple of this.
     """
 
     def __init__(self, cfg: Any, cascade: Callable[[Any], nn.Module], pad_multiple: int = 8) -> None:
         super().__init__([cascade(cfg) for _ in range(cfg.cascades)], pad_multiple=pad_multiple,
-                         checkpoint_cascades=cfg.checkpoint_cascades)
+                         checkpoint_cascades=cfg.checkpoint_cascades, initial=cfg.initial_image)
         self.config = cfg
 
     def config_dict(self) -> dict:
