@@ -14,7 +14,7 @@ $(BIN)/cinerecon: pyproject.toml
 install: $(BIN)/cinerecon
 
 demo: install
-	$(BIN)/cinerecon demo --out demo_out --overwrite
+	$(BIN)/cinerecon demo --out demo_out --overwrite --pretrained
 
 test: install
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..demo import DemoConfig, DemoResult, run_demo
+from ..demo import SHIPPED_CHECKPOINT, DemoConfig, DemoResult, run_demo
 
 _D = DemoConfig()
 
@@ -24,8 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="wall-clock training budget in minutes (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=_D.epochs,
                    help="train exactly this many epochs instead of filling the budget")
-    p.add_argument("--checkpoint", type=Path, default=_D.checkpoint,
-                   help="use these CRUNet-MR weights (our checkpoint or the authors') and skip training")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", type=Path, default=_D.checkpoint,
+                         help="use these CRUNet-MR weights (our checkpoint or the authors') and skip training")
+    weights.add_argument("--pretrained", dest="checkpoint", action="store_const", const=SHIPPED_CHECKPOINT,
+                         help="use the small CRUNet-MR shipped with cinerecon (trained by "
+                              "scripts/train_demo_checkpoint.sh on other simulated subjects) and skip training")
     p.add_argument("--subjects", type=int, default=_D.subjects, help="simulated subjects (default: %(default)s)")
     p.add_argument("--frames", type=int, default=_D.frames, help="cardiac phases T (default: %(default)s)")
     p.add_argument("--coils", type=int, default=_D.coils, help="coils C (default: %(default)s)")
