@@ -24,6 +24,7 @@ import torch
 
 from cinerecon.data.simulate import SimConfig
 from cinerecon.errors import ConfigError, OutputExistsError
+from cinerecon.evaluate.report import markdown_table  # noqa: F401 - the scripts call common.markdown_table
 from cinerecon.masks import MaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -366,12 +367,6 @@ def command_line(script: str, argv: Sequence[str] | None) -> str:
     """The command that reproduces this run (repository-relative script path)."""
     args = list(sys.argv[1:] if argv is None else argv)
     return shlex.join([".venv/bin/python", f"benchmarks/{script}", *args])
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -55,7 +55,6 @@ PROTOCOL_NOTES = {
     "global": "data range = maximum of the target series, Gaussian SSIM; PSNR and NMSE pooled over "
               "frames, SSIM and HaarPSI mean over frames",
 }
-HAARPSI_MIN_SIZE = 16
 Log = Callable[[str], None]
 PANEL_INCHES = 1.9
 FIGURE_DPI = 130
@@ -397,7 +396,7 @@ def reconstruct_all(methods: dict[str, tuple[str, object]], kspace: torch.Tensor
 
 def score(rec: torch.Tensor, target: torch.Tensor) -> tuple[Scores, ...]:
     """:class:`Scores` of a (T, H, W) reconstruction under every protocol of :data:`PROTOCOL_NAMES`."""
-    from .evaluate.metrics import series_metrics
+    from .evaluate.metrics import HAARPSI_MIN_SIZE, series_metrics
 
     with_hp = min(target.shape[-2:]) >= HAARPSI_MIN_SIZE
     out = []

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch
 
+from ..data.h5 import SPLITS
 from ..data.sample import CineSample, SampleMeta
+from ..data.transforms import mask_key
 from ..errors import ConfigError, DataError
 from ..masks import PAPER_ACS, MaskSpec, acs_lines, effective_acceleration, make_mask
 
-SPLITS = ("train", "val", "test")
 ACQUIRED_KEY = "acquired"
 MIN_ACS_FOR_ESPIRIT = 8
 
@@ -105,7 +106,7 @@ def undersampled_sample(kspace: torch.Tensor, mask: torch.Tensor, meta: SampleMe
 
 def generated_masks(frames: int, width: int, name: str, cfg: PrepareConfig) -> dict[str, torch.Tensor]:
     """Our equispaced + ACS masks (``R24``) for a fully sampled slice, seeded by its name."""
-    return {f"R{r:02d}": make_mask(MaskSpec("equispaced_acs", r, cfg.acs), frames, width, _slice_seed(name, cfg.seed))
+    return {mask_key(r): make_mask(MaskSpec("equispaced_acs", r, cfg.acs), frames, width, _slice_seed(name, cfg.seed))
             for r in cfg.generated_accels}
 
 
@@ -271,13 +272,11 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
             k = current.read_slice(j.slice)
             if j.mask_key is None:
                 sample = full_sample(k, j.meta, cfg)
-                masks = j.masks
             else:
-                masks = j.masks
                 nominal = re.match(r"R(\d+)", j.mask_key)
-                sample = undersampled_sample(k, masks[j.mask_key], j.meta, cfg,
+                sample = undersampled_sample(k, j.masks[j.mask_key], j.meta, cfg,
                                              float(nominal.group(1)) if nominal else None)
-            written[j.split].append(_write(j.out, sample, masks, cfg))
+            written[j.split].append(_write(j.out, sample, j.masks, cfg))
     finally:
         if current is not None:
             current.close()

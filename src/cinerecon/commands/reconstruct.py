@@ -22,6 +22,7 @@ import torch
 from ..data.export import (DEFAULT_FPS, FORMATS, ReconRecord, check_writable, output_paths, require_mp4,
                            write_outputs)
 from ..data.sample import CineSample
+from ..data.transforms import mask_key
 from ..errors import ConfigError, DataError, WeightsNotFoundError
 
 STORED = "none"
@@ -35,7 +36,7 @@ def normalise_accel(accel: str | None) -> str | None:
     if accel is None or accel.lower() in (STORED, "stored", ""):
         return None
     m = re.fullmatch(r"[Rr]?(\d+)", accel)
-    return f"R{int(m.group(1)):02d}" if m else accel
+    return mask_key(int(m.group(1))) if m else accel
 
 
 def input_files(path: Path, exclude: Path | None = None) -> list[Path]:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .transforms import mask_key
 
 KSPACE_KEYS = ("kspace_full", "kspace_sub04", "kspace_sub08", "kspace_sub10", "kus", "kspace",
                "kspace_single_full", "kspace_single_sub04", "kspace_single_sub08", "kspace_single_sub10")
@@ -55,7 +56,7 @@ def accel_key(accel: int, pattern: str = "") -> str:
 
     The 2024 ``Uniform`` pattern is the same kind as the 2023 masks and gets no suffix.
     """
-    key = f"R{int(accel):02d}"
+    key = mask_key(accel)
     if pattern and pattern.lower() != "uniform":
         key += f"_{pattern}"
     return key

@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -29,20 +31,27 @@ def check_writable(paths: list[Path], overwrite: bool) -> None:
     """Raise OutputExistsError naming every existing path unless ``overwrite``."""
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not overwrite:
-        raise OutputExistsError("refusing to overwrite existing output (use --overwrite): " + ", ".join(existing))
+        raise OutputExistsError(f"{', '.join(existing)} already exists; refusing to overwrite existing output "
+                                "(pass overwrite=True / --overwrite to replace it)")
 
 
-def _atomic_target(path: Path, overwrite: bool) -> Path:
+@contextmanager
+def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary file beside ``path`` that replaces ``path`` only when the block completes.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False (checked before anything is created).
+    """
     check_writable([path], overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
     os.close(fd)
-    return Path(tmp)
-
-
-def _finish(tmp: Path, path: Path) -> Path:
-    os.replace(tmp, path)
-    return path
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def magnitude(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -100,8 +109,7 @@ class ReconRecord:
 def write_recon_h5(path: str | Path, rec: ReconRecord, overwrite: bool = False) -> Path:
     """Write ``rec`` as HDF5: dataset ``recon`` (T, H, W) complex64 plus one attribute per field."""
     path = Path(path)
-    tmp = _atomic_target(path, overwrite)
-    try:
+    with atomic_output(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("recon", data=rec.recon.detach().cpu().to(torch.complex64).numpy())
             for fl in fields(rec):
@@ -109,9 +117,7 @@ def write_recon_h5(path: str | Path, rec: ReconRecord, overwrite: bool = False) 
                 if fl.name == "recon" or v is None:
                     continue
                 f.attrs[fl.name] = np.asarray(v, dtype=np.float64) if isinstance(v, tuple) else v
-        return _finish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return path
 
 
 def read_recon_h5(path: str | Path) -> ReconRecord:
@@ -165,12 +171,9 @@ def write_nifti(path: str | Path, image: torch.Tensor | np.ndarray, pixel_spacin
     img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm", "msec")
     img.header.set_zooms((dh, dw, 1.0, float(frame_interval_ms) if frame_interval_ms else 1.0))
-    tmp = _atomic_target(path, overwrite)
-    try:
+    with atomic_output(path, overwrite) as tmp:
         nib.save(img, str(tmp))
-        return _finish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return path
 
 
 # --------------------------------------------------------------------------- movies
@@ -183,12 +186,9 @@ def write_gif(path: str | Path, image: torch.Tensor | np.ndarray, fps: float = D
 
     path = Path(path)
     frames = to_uint8(magnitude(image))
-    tmp = _atomic_target(path, overwrite)
-    try:
+    with atomic_output(path, overwrite) as tmp:
         iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
-        return _finish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return path
 
 
 def mp4_available() -> bool:
@@ -213,16 +213,13 @@ def write_mp4(path: str | Path, image: torch.Tensor | np.ndarray, fps: float = D
     frames = to_uint8(magnitude(image))
     # even sizes for yuv420p encoders
     frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
-    tmp = _atomic_target(path, overwrite)
-    try:
+    with atomic_output(path, overwrite) as tmp:
         plugin = "FFMPEG" if importlib.util.find_spec("imageio_ffmpeg") else "pyav"
         if plugin == "pyav":
             iio.imwrite(tmp, frames, extension=".mp4", plugin=plugin, codec="libx264", fps=fps)
         else:
             iio.imwrite(tmp, frames, extension=".mp4", plugin=plugin, fps=fps)
-        return _finish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return path
 
 
 def output_paths(stem: Path, formats: tuple[str, ...] | list[str]) -> dict[str, Path]:

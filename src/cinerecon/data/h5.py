@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError, DataError, OutputExistsError
+from ..errors import ConfigError, DataError
 from ..masks import MaskSpec, acs_lines, effective_acceleration
+from .export import atomic_output, check_writable
 from .sample import CineSample, SampleMeta
 from .transforms import apply_mask, augment as augment_sample, draw_mask, window_indices
 
@@ -92,15 +93,10 @@ def write_h5(path: str | Path, sample: CineSample, masks: Mapping[str, torch.Ten
         DataError: a mask of the wrong shape.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     c, t, h, w = sample.shape
-    masks = dict(masks or {})
-    arrays = {k: _mask_2d(m, k, t, w) for k, m in masks.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    arrays = {k: _mask_2d(m, k, t, w) for k, m in (masks or {}).items()}
     fully = bool((sample.mask == 1).all())
-    try:
+    with atomic_output(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("kspace", data=sample.kspace.detach().cpu().numpy().astype(np.complex64),
                              chunks=(c, 1, h, w))
@@ -126,10 +122,6 @@ def write_h5(path: str | Path, sample: CineSample, masks: Mapping[str, torch.Ten
                 f.attrs["pixel_spacing"] = np.asarray(meta.pixel_spacing, dtype=np.float64)
             if meta.frame_times_ms is not None:
                 f.attrs["frame_times_ms"] = np.asarray(meta.frame_times_ms, dtype=np.float64)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -290,6 +282,12 @@ def read_h5(path: str | Path, mask_key: str | None = None,
                 index = np.asarray(frames, dtype=np.int64)
                 if index.ndim != 1 or len(index) == 0 or index.min() < 0 or index.max() >= t:
                     raise DataError(f"{path}: frame indices {index.tolist()} out of range for 'kspace' {info.shape}")
+            new_mask = None
+            if mask_key is not None:
+                new_mask, new_accel = _stored_mask(f, path, info, mask_key, index)
+                if not info.fully_sampled:
+                    raise DataError(f"{path}: cannot apply mask 'masks/{mask_key}': stored 'kspace' {info.shape} "
+                                    "is not fully sampled")
             kspace = _read(f["kspace"], path, "kspace", 1, index)
             maps = _read(f["maps"], path, "maps")
             target = _read(f["target"], path, "target", 0, index) if info.has_target else None
@@ -300,20 +298,26 @@ def read_h5(path: str | Path, mask_key: str | None = None,
             else:
                 mask = np.ones((1, 1, 1, w), dtype=np.float32)
             meta = _meta(f, path, index)
-            if mask_key is not None and mask_key not in info.mask_keys:
-                raise DataError(f"{path}: missing mask 'masks/{mask_key}' (found {list(info.mask_keys)})")
         except (OSError, KeyError, RuntimeError) as e:
             raise DataError(f"{path}: corrupted HDF5 file: {e}") from e
     sample = CineSample(torch.from_numpy(kspace.astype(np.complex64)), torch.from_numpy(mask.astype(np.float32)),
                         torch.from_numpy(maps.astype(np.complex64)),
                         None if target is None else torch.from_numpy(target.astype(np.complex64)), meta)
-    if mask_key is not None:
-        new_mask, new_accel = read_mask(path, mask_key, index)
-        if not info.fully_sampled:
-            raise DataError(f"{path}: cannot apply mask 'masks/{mask_key}': stored 'kspace' {info.shape} is not "
-                            "fully sampled")
-        sample = apply_mask(sample, new_mask, new_accel)
-    return sample
+    return sample if new_mask is None else apply_mask(sample, new_mask, new_accel)
+
+
+def _stored_mask(f: h5py.File, path: Path, info: H5Info, mask_key: str, index: np.ndarray | None
+                 ) -> tuple[torch.Tensor, float]:
+    """``masks/<mask_key>`` of an open, inspected file as (1, T|1, 1, W) float32 and its nominal R."""
+    if mask_key not in info.mask_keys:
+        raise DataError(f"{path}: missing mask 'masks/{mask_key}' (found {list(info.mask_keys)})")
+    ds = f["masks"][mask_key]
+    m2 = _read(ds, path, f"masks/{mask_key}")
+    accel = ds.attrs.get("accel")
+    if index is not None and m2.shape[0] > 1:
+        m2 = m2[index]
+    mask = torch.from_numpy(m2.astype(np.float32))[None, :, None, :]
+    return mask, float(accel) if accel is not None else effective_acceleration(mask)
 
 
 def read_mask(path: str | Path, mask_key: str, frames: Sequence[int] | np.ndarray | None = None
@@ -322,18 +326,10 @@ def read_mask(path: str | Path, mask_key: str, frames: Sequence[int] | np.ndarra
     path = Path(path)
     with _open(path) as f:
         try:
-            info = _inspect(f, path)
-            if mask_key not in info.mask_keys:
-                raise DataError(f"{path}: missing mask 'masks/{mask_key}' (found {list(info.mask_keys)})")
-            ds = f["masks"][mask_key]
-            m2 = _read(ds, path, f"masks/{mask_key}")
-            accel = ds.attrs.get("accel")
+            return _stored_mask(f, path, _inspect(f, path), mask_key,
+                                None if frames is None else np.asarray(frames, dtype=np.int64))
         except (OSError, KeyError, RuntimeError) as e:
             raise DataError(f"{path}: corrupted HDF5 file: {e}") from e
-    if frames is not None and m2.shape[0] > 1:
-        m2 = m2[np.asarray(frames, dtype=np.int64)]
-    mask = torch.from_numpy(m2.astype(np.float32))[None, :, None, :]
-    return mask, float(accel) if accel is not None else effective_acceleration(mask)
 
 
 def read_split(root: str | Path) -> dict[str, list[Path]]:
@@ -375,10 +371,7 @@ def write_split(root: str | Path, splits: Mapping[str, Sequence[Path]], overwrit
     """Write ``<split>.txt`` files (paths relative to ``root``); refuses to overwrite unless asked."""
     root = Path(root)
     targets = {s: root / f"{s}.txt" for s in splits}
-    if not overwrite:
-        for p in targets.values():
-            if p.exists():
-                raise OutputExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+    check_writable(list(targets.values()), overwrite)
     written = []
     for s, p in targets.items():
         lines = [os.path.relpath(Path(f), root) for f in splits[s]]

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from ..errors import ConfigError, DataError, OutputExistsError
+from ..errors import ConfigError, DataError
 from ..fft import fft2c, ifft2c
 from ..masks import MaskSpec, make_mask
+from .export import check_writable
 from .h5 import write_h5, write_split
 from .sample import CineSample, SampleMeta
 from .transforms import default_acs, mask_key
@@ -700,10 +701,7 @@ def simulate_dataset(out_dir: str | Path, n_subjects: int, cfg: SimConfig = SimC
     n_acs = default_acs(width) if acs is None else int(acs)
     plan = [(i, v, out_dir / f"sim{i:04d}_{v}.h5") for i in range(n_subjects) for v in views]
     split_files = [out_dir / f"{s}.txt" for s in ("train", "val", "test")]
-    if not overwrite:
-        for p in [p for *_, p in plan] + split_files:
-            if p.exists():
-                raise OutputExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+    check_writable([p for *_, p in plan] + split_files, overwrite)
     written: list[Path] = []
     by_subject: dict[int, list[Path]] = {}
     for i, v, path in plan:

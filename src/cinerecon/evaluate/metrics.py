@@ -137,9 +137,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, dim
     Returns:
         Tensor of shape ``x.shape[:-dims]`` (``inf`` where the images are equal).
     """
-    err = mse(x, y, dims)
-    r = torch.as_tensor(data_range, dtype=err.dtype, device=err.device)
-    return 10.0 * torch.log10(r**2 / err)
+    return psnr_from_mse(mse(x, y, dims), data_range)
 
 
 def nmse(x: torch.Tensor, y: torch.Tensor, dims: int = 2) -> torch.Tensor:
@@ -230,6 +228,10 @@ class HaarPSIConfig:
     subsample: bool = True
     c: float = 30.0
     alpha: float = 4.2
+
+
+#: Smallest image side (H and W) that :func:`haarpsi` accepts with the default :class:`HaarPSIConfig`.
+HAARPSI_MIN_SIZE = 2 ** (HaarPSIConfig().scales + 1)
 
 
 def _haar_coefficients(x: torch.Tensor, scales: int) -> torch.Tensor:
@@ -424,6 +426,6 @@ def psnr_from_mse(err: torch.Tensor, data_range: torch.Tensor | float) -> torch.
     return 10.0 * torch.log10(r**2 / err)
 
 
-__all__ = ["SSIMConfig", "HaarPSIConfig", "Protocol", "PROTOCOLS", "METRIC_NAMES", "HIGHER_IS_BETTER", "Metrics",
-           "Prepared", "get_protocol", "magnitude", "mse", "psnr", "nmse", "ssim", "ssim_map", "haarpsi", "prepare",
-           "frame_metrics", "series_metrics", "psnr_from_mse"]
+__all__ = ["SSIMConfig", "HaarPSIConfig", "HAARPSI_MIN_SIZE", "Protocol", "PROTOCOLS", "METRIC_NAMES",
+           "HIGHER_IS_BETTER", "Metrics", "Prepared", "get_protocol", "magnitude", "mse", "psnr", "nmse", "ssim",
+           "ssim_map", "haarpsi", "prepare", "frame_metrics", "series_metrics", "psnr_from_mse"]

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 
+from ..data.transforms import mask_key
 from ..errors import DataError, OutputExistsError
 from ..operators import SenseOp
 from .dists import try_load_dists
 from .dynamic import DEFAULT_PERCENTILE, region_metrics
 from .figures import FigureConfig, plot_dynamic_bars, plot_reconstructions, plot_xt_profiles
-from .metrics import get_protocol, series_metrics
+from .metrics import HAARPSI_MIN_SIZE, get_protocol, series_metrics
 from .report import (
     DynamicRecord,
     DynamicSummaryRow,
@@ -49,7 +50,6 @@ from .stats import DEFAULT_ALPHA, SignificanceResult
 from .timing import TimingConfig, TimingResult, time_call
 
 Method = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-HAARPSI_MIN_SIZE = 16
 OUTPUT_NAMES = ("table1.md", "table1.csv", "stats.md", "stats.csv", "dynamic.md", "dynamic.csv", "table2.md",
                 "table2.csv", "metrics_per_slice.csv", "dynamic_per_slice.csv", "figures")
 
@@ -115,7 +115,7 @@ class EvaluationResult:
 def accel_key(accel: int | str) -> str:
     """Mask key for an acceleration: 4 -> ``"R04"``; strings pass through (``"R08_uniform"``)."""
     if isinstance(accel, int) or (isinstance(accel, str) and accel.isdigit()):
-        return f"R{int(accel):02d}"
+        return mask_key(int(accel))
     return str(accel)
 
 
@@ -183,19 +183,18 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
     dists_model = try_load_dists(dists_weights, device=dev)
     res = EvaluationResult(out_dir, protocol, dists=dists_model is not None)
     fig_dir = out_dir / "figures"
-    for accel in (accel_key(a) for a in accels):
+    for a_index, accel in enumerate(accel_key(a) for a in accels):
         for i, path in enumerate(files):
             sample = read_h5(path, mask_key=accel)
+            meta = sample.meta
             target = _target(path, sample, read_h5).to(dev)
             k, m, s = sample.kspace[None].to(dev), sample.mask[None].to(dev), sample.maps[None].to(dev)
-            h, w = target.shape[-2:]
+            with_haarpsi = min(target.shape[-2:]) >= HAARPSI_MIN_SIZE
             recons = {}
             for name, fn in methods.items():
                 rec = _run_method(name, fn, k, m, s, path)[0]
-                sm = series_metrics(rec, target, protocol, with_haarpsi=min(h, w) >= HAARPSI_MIN_SIZE,
-                                    dists_model=dists_model)
+                sm = series_metrics(rec, target, protocol, with_haarpsi=with_haarpsi, dists_model=dists_model)
                 rm = region_metrics(rec, target, protocol, options.percentile)
-                meta = sample.meta
                 res.records.append(SliceRecord(
                     str(path), meta.name, meta.view, accel, name, float(sm.psnr), float(sm.ssim), float(sm.nmse),
                     None if sm.haarpsi is None else float(sm.haarpsi), None if sm.dists is None else float(sm.dists)))
@@ -204,12 +203,12 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
                 if i == 0:
                     recons[name] = rec.cpu()
             if i == 0 and options.figures:
-                label = f"{sample.meta.name} {accel}"
+                label = f"{meta.name} {accel}"
                 res.written.append(plot_reconstructions(target.cpu(), recons, fig_dir / f"recon_{accel}.png",
                                                         title=label, cfg=options.figure))
                 res.written.append(plot_xt_profiles(target.cpu(), recons, fig_dir / f"xt_{accel}.png",
                                                     options.profile_point, options.profile_axis, label, options.figure))
-            if i == 0 and accel == accel_key(accels[0]):
+            if i == 0 and a_index == 0:
                 res.timings = [time_call(fn, k, m, s, cfg=options.timing, name=name, device=dev)
                                for name, fn in methods.items()]
     _write_reports(res, options)
