@@ -28,6 +28,7 @@ from typing import Iterator
 import torch
 
 from .errors import ConfigError, DataError
+from .masks import central_run
 
 MAX_CALIB = 48
 """Largest automatically chosen calibration extent per axis (lines)."""
@@ -60,28 +61,12 @@ def _serial() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-def _centre_run(line: torch.Tensor) -> tuple[int, int]:
-    """(lo, hi) inclusive of the contiguous True run through index n // 2; (0, -1) if the centre is False."""
-    n = line.shape[0]
-    c = n // 2
-    vals = line.tolist()
-    if not vals[c]:
-        return 0, -1
-    lo = c
-    while lo > 0 and vals[lo - 1]:
-        lo -= 1
-    hi = c
-    while hi < n - 1 and vals[hi + 1]:
-        hi += 1
-    return lo, hi
-
-
 def _clip_run(lo: int, hi: int, centre: int, size: int) -> tuple[int, int]:
-    """Start and length of at most ``size`` entries of [lo, hi], centred on ``centre`` where possible."""
-    length = hi - lo + 1
+    """Start and length of at most ``size`` entries of [lo, hi), centred on ``centre`` where possible."""
+    length = hi - lo
     if length <= size:
         return lo, length
-    start = min(max(lo, centre - size // 2), hi - size + 1)
+    start = min(max(lo, centre - size // 2), hi - size)
     return start, size
 
 
@@ -106,9 +91,9 @@ def find_calib_region(sampled: torch.Tensor, acs: int | tuple[int, int] | None =
     """
     h, w = sampled.shape
     ch, cw = h // 2, w // 2
-    lo_w, hi_w = _centre_run(sampled[ch])
-    lo_h, hi_h = _centre_run(sampled[:, cw])
-    if hi_w < lo_w or hi_h < lo_h:
+    lo_w, hi_w = central_run(sampled[ch].cpu().numpy())
+    lo_h, hi_h = central_run(sampled[:, cw].cpu().numpy())
+    if hi_w == lo_w or hi_h == lo_h:
         raise DataError(f"{source}: no ACS found: the k-space centre ({ch}, {cw}) of shape (H, W) = ({h}, {w}) "
                         "is not sampled in every frame; pass a calibration mask or use maps_from_time_average")
     if acs is None:
@@ -126,7 +111,7 @@ def find_calib_region(sampled: torch.Tensor, acs: int | tuple[int, int] | None =
         if not bool(sampled[top:top + rows, left:left + cols].all()):
             raise DataError(f"{source}: requested calibration region (rows, cols) = ({rows}, {cols}) of (H, W) = "
                             f"({h}, {w}) is not fully sampled; the central sampled run is "
-                            f"{hi_h - lo_h + 1} x {hi_w - lo_w + 1}")
+                            f"{hi_h - lo_h} x {hi_w - lo_w}")
         height, width = rows, cols
     return CalibRegion(top, height, left, width)
 

@@ -123,16 +123,23 @@ def effective_acceleration(mask: torch.Tensor) -> float:
     return 1.0 / frac
 
 
-def acs_lines(mask: torch.Tensor) -> int:
-    """Length of the contiguous run of sampled lines around W // 2, sampled in every frame."""
-    line = mask.reshape(-1, mask.shape[-1]).amin(dim=0).bool().cpu().numpy()
+def central_run(line: np.ndarray) -> tuple[int, int]:
+    """[lo, hi) of the contiguous run of True values containing W // 2 of a 1D bool array (W,).
+
+    The run is empty (lo = hi = W // 2) when position W // 2 is False.
+    """
     c = line.shape[0] // 2
     if not line[c]:
-        return 0
-    lo = c
+        return c, c
+    lo, hi = c, c + 1
     while lo > 0 and line[lo - 1]:
         lo -= 1
-    hi = c
-    while hi < line.shape[0] - 1 and line[hi + 1]:
+    while hi < line.shape[0] and line[hi]:
         hi += 1
-    return hi - lo + 1
+    return lo, hi
+
+
+def acs_lines(mask: torch.Tensor) -> int:
+    """Length of the contiguous run of sampled lines around W // 2, sampled in every frame."""
+    lo, hi = central_run(mask.reshape(-1, mask.shape[-1]).amin(dim=0).bool().cpu().numpy())
+    return hi - lo

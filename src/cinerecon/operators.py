@@ -64,11 +64,11 @@ class SenseOp:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, H, W) image -> (B, C, T, H, W) masked k-space."""
-        return self._m(fft2c(self.maps * x.unsqueeze(1)))
+        return self._m(self.expand(x))
 
     def adjoint(self, k: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) k-space -> (B, T, H, W) coil-combined image."""
-        return (self.maps.conj() * ifft2c(self._m(k))).sum(dim=1)
+        return self.reduce(self._m(k))
 
     H = adjoint
 
@@ -98,10 +98,10 @@ def hard_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
     Returns:
         Image (B, T, H, W) complex.
     """
-    k = op.expand(x)
     m = op.mask
     if m is None:
         return op.reduce(k0)
+    k = op.expand(x)
     k = k - m * k + m * k0
     return op.reduce(k)
 

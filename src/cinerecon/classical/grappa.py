@@ -41,7 +41,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..masks import central_run
 from ..operators import SenseOp
+from .zero_filled import check_inputs
 
 CALIBRATIONS = ("auto", "frame", "pooled", "average")
 _CHUNK = 1 << 23  # complex elements per gathered source block (64 MiB in complex64)
@@ -108,26 +110,13 @@ def _check_inputs(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return lines.expand(b, t, w)
 
 
-def _central_run(covered: np.ndarray) -> tuple[int, int]:
-    """[lo, hi) of the contiguous True run containing W // 2 (empty run if the centre is False)."""
-    c = covered.shape[0] // 2
-    if not covered[c]:
-        return c, c
-    lo, hi = c, c + 1
-    while lo > 0 and covered[lo - 1]:
-        lo -= 1
-    while hi < covered.shape[0] and covered[hi]:
-        hi += 1
-    return lo, hi
-
-
 def _calibration_block(lines: np.ndarray, p: GrappaParams) -> tuple[str, int, int]:
     """Resolve the calibration mode and its block [lo, hi) along W for one line mask (T, W)."""
     width = lines.shape[1]
     every = lines.all(axis=0)
     mode = p.calibration
     if mode == "auto":
-        lo, hi = _central_run(every)
+        lo, hi = central_run(every)
         mode = "frame" if hi - lo >= p.kernel[1] + 1 else "average"
     covered = every if mode in ("frame", "pooled") else lines.any(axis=0)
     if p.acs is not None:
@@ -138,7 +127,7 @@ def _calibration_block(lines: np.ndarray, p: GrappaParams) -> tuple[str, int, in
             raise DataError(f"grappa: the central {p.acs} lines [{lo}, {hi}) are not sampled in {what} "
                             f"(calibration={mode!r})")
     else:
-        lo, hi = _central_run(covered)
+        lo, hi = central_run(covered)
         if hi - lo > MAX_CALIB_LINES:  # e.g. the time average of a shifted mask covers all of k-space
             lo = max(lo, width // 2 - MAX_CALIB_LINES // 2)
             hi = lo + MAX_CALIB_LINES
@@ -380,8 +369,6 @@ def grappa(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
     Returns:
         (B, T, H, W) complex image on the scale of ``SenseOp(maps).reduce(full_kspace)``.
     """
-    if maps.ndim != 5 or maps.shape[1] != kspace.shape[1] or maps.shape[-2:] != kspace.shape[-2:]:
-        raise DataError(f"grappa: maps must be (B, C, 1, H, W) matching kspace {tuple(kspace.shape)}, "
-                        f"got {tuple(maps.shape)}")
+    check_inputs(kspace, mask, maps, "grappa")
     filled = grappa_kspace(kspace, mask, kernel=kernel, lam=lam, acs=acs, calibration=calibration)
     return SenseOp(maps).reduce(filled)

@@ -35,6 +35,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..fft import fft1c, ifft1c
 from ..operators import SenseOp
+from .zero_filled import check_inputs
 
 
 @dataclass(frozen=True)
@@ -115,16 +116,7 @@ def soft_threshold(x: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
 
 
 def _check(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> None:
-    if kspace.ndim != 5 or not kspace.is_complex():
-        raise DataError(f"lplus_s: kspace must be complex (B, C, T, H, W), got {tuple(kspace.shape)} {kspace.dtype}")
-    if maps.ndim != 5 or maps.shape[1] != kspace.shape[1] or maps.shape[-2:] != kspace.shape[-2:]:
-        raise DataError(f"lplus_s: maps must be (B, C, 1, H, W) matching kspace {tuple(kspace.shape)}, "
-                        f"got {tuple(maps.shape)}")
-    try:
-        torch.broadcast_shapes(mask.shape, kspace.shape)
-    except RuntimeError as e:
-        raise DataError(f"lplus_s: mask shape {tuple(mask.shape)} is not broadcastable to kspace "
-                        f"{tuple(kspace.shape)}") from e
+    check_inputs(kspace, mask, maps, "lplus_s")
     if kspace.shape[2] < 2:
         raise DataError(f"lplus_s: needs at least 2 frames, kspace has shape {tuple(kspace.shape)}")
 

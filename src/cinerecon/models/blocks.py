@@ -62,6 +62,16 @@ def conv_frames(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return unfold(conv(fold(x)), x.shape[0])
 
 
+def side_conv(chans: int, enabled: bool) -> nn.Conv2d | None:
+    """A 1x1 side-branch Conv2d (C -> C) around a U-Net unit, or None when disabled."""
+    return nn.Conv2d(chans, chans, 1) if enabled else None
+
+
+def add_side(y: torch.Tensor, side: nn.Conv2d | None, x: torch.Tensor) -> torch.Tensor:
+    """A unit's output y plus its side branch applied to the unit's input x (B, T, C, H, W)."""
+    return y if side is None else y + conv_frames(side, x)
+
+
 def shift_sum(z: torch.Tensor, padding: TemporalPadding) -> torch.Tensor:
     """Combine per-tap contributions of a kernel-3 temporal convolution.
 
@@ -83,6 +93,35 @@ def shift_sum(z: torch.Tensor, padding: TemporalPadding) -> torch.Tensor:
     return mid + torch.cat([zero, prev[:, :-1]], 1) + torch.cat([nxt[:, 1:], zero], 1)
 
 
+def tap_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: TemporalPadding,
+             dilation: int = 1) -> torch.Tensor:
+    """A 3D convolution with temporal kernel 3 (padding 1, dilation 1) on the (B, T, C, H, W) layout.
+
+    The three temporal taps are stacked along the output channels of one per-frame Conv2d
+    (zero spatial padding dilation * (k // 2), "same" for odd square kernels k) and combined
+    by :func:`shift_sum`.
+
+    Args:
+        x: (B, T, C_in, H, W).
+        weight: (C_out, C_in, 3, k, k), Conv3d layout, k odd.
+        bias: (C_out,) or None.
+        padding: temporal padding, "circular" or "zero".
+        dilation: spatial dilation.
+
+    Returns:
+        (B, T, C_out, H, W).
+    """
+    c_out, k = weight.shape[0], weight.shape[2]
+    w = weight.permute(2, 0, 1, 3, 4).reshape(k * c_out, weight.shape[1], *weight.shape[3:])  # tap-major
+    pad = dilation * (weight.shape[-1] // 2)
+    z = F.conv2d(fold(x), w, padding=pad, dilation=dilation)
+    z = z.reshape(x.shape[0], x.shape[1], k, c_out, *z.shape[-2:])
+    y = shift_sum(z, padding)
+    if bias is not None:
+        y = y + bias.to(y.dtype).view(1, 1, -1, 1, 1)
+    return y
+
+
 def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   padding: TemporalPadding) -> torch.Tensor:
     """Kernel-3 Conv1d along T applied at every pixel, without moving T off the batch axes.
@@ -98,15 +137,7 @@ def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     Returns:
         (B, T, C_out, H, W).
     """
-    c_out, c_in, k = weight.shape
-    # taps stacked along output channels: (3*C_out, C_in, 1, 1), tap-major
-    w = weight.permute(2, 0, 1).reshape(k * c_out, c_in, 1, 1)
-    z = F.conv2d(fold(x), w)
-    z = z.reshape(x.shape[0], x.shape[1], k, c_out, *z.shape[-2:])
-    y = shift_sum(z, padding)
-    if bias is not None:
-        y = y + bias.to(y.dtype).view(1, 1, -1, 1, 1)
-    return y
+    return tap_conv(x, weight[..., None, None], bias, padding)
 
 
 class Conv2p1d(nn.Module):
@@ -263,11 +294,4 @@ class Conv3dBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C_in, H, W) -> (B, T, C_out, H, W)."""
-        w = self.conv.weight  # (C_out, C_in, 3, k, k)
-        c_out = w.shape[0]
-        w2 = w.permute(2, 0, 1, 3, 4).reshape(3 * c_out, *w.shape[1:2], *w.shape[3:])  # tap-major
-        d = self.dilation
-        z = F.conv2d(fold(x), w2, padding=d, dilation=d)
-        z = z.reshape(x.shape[0], x.shape[1], 3, c_out, *z.shape[-2:])
-        y = shift_sum(z, self.temporal_padding) + self.conv.bias.to(z.dtype).view(1, 1, -1, 1, 1)
-        return torch.relu(y)
+        return torch.relu(tap_conv(x, self.conv.weight, self.conv.bias, self.temporal_padding, self.dilation))

@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..fft import fft1c, ifft1c
 from . import register
 from .layers import CGDataConsistency, PlaneUNet
-from .unrolled import Unrolled
+from .unrolled import Unrolled, config_from_kwargs
 
 
 class XFDenoiser(nn.Module):
@@ -92,7 +92,7 @@ class CineNet(Unrolled):
     """
 
     def __init__(self, **kwargs) -> None:
-        cfg = CineNetConfig(**kwargs)
+        cfg = config_from_kwargs(CineNetConfig, "cinenet", kwargs)
         if cfg.cascades < 1 or cfg.depth < 0 or cfg.chans < 1:
             raise ConfigError(f"invalid CineNet config {cfg}")
         denoisers = [XFDenoiser(cfg.chans, cfg.depth) for _ in range(cfg.cascades)]

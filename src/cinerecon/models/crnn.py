@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from . import register
 from .complex_io import from_channels, to_channels
-from .unrolled import SoftDC, Unrolled
+from .unrolled import SoftDC, Unrolled, config_from_kwargs
 
 
 class CRNNState(NamedTuple):
@@ -165,7 +165,7 @@ class CRNN(Unrolled):
     """
 
     def __init__(self, **kwargs) -> None:
-        cfg = CRNNConfig(**kwargs)
+        cfg = config_from_kwargs(CRNNConfig, "crnn", kwargs)
         if cfg.cascades < 1:
             raise ConfigError(f"CRNN needs cascades >= 1, got {cfg.cascades}")
         if cfg.share_weights:

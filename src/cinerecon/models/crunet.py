@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from . import register
-from .blocks import Conv2p1d, CRNNUnit, TemporalPadding, check_unet_config, conv_frames
+from .blocks import Conv2p1d, CRNNUnit, TemporalPadding, add_side, check_unet_config, conv_frames, side_conv
 from .complex_io import from_channels, to_channels
 from .unrolled import ConfiguredUnrolled, config_from_kwargs
 
@@ -73,10 +73,6 @@ class CRUNetConfig:
         check_unet_config(self)
 
 
-def _side(chans: int, enabled: bool) -> nn.Conv2d | None:
-    return nn.Conv2d(chans, chans, 1) if enabled else None
-
-
 class CRUNetCascade(nn.Module):
     """One CRUNet-MR cascade (denoiser): ``(x, state) -> (x + residual, new_state)``.
 
@@ -90,28 +86,22 @@ class CRUNetCascade(nn.Module):
         rec, side = cfg.iteration_recurrence, cfg.side_branches
         self.conv0 = nn.Conv2d(2, c, 3, padding=1)
         self.d_crnn1 = CRNNUnit(c, d1, "forward", rec)
-        self.conv11 = _side(c, side)
+        self.conv11 = side_conv(c, side)
         self.d_conv = Conv2p1d(c, c, 2, stride=2, padding=0, temporal_padding=tp)
         self.d_crnn2 = CRNNUnit(c, d2, "forward", rec)
-        self.conv21 = _side(c, side)
+        self.conv21 = side_conv(c, side)
         self.convs1 = Conv2p1d(c, c, 3, padding=d2, dilation=d2, temporal_padding=tp)
         self.bcrnn = CRNNUnit(c, d3, "bidirectional", rec)
-        self.conv31 = _side(c, side)
+        self.conv31 = side_conv(c, side)
         self.convs2 = Conv2p1d(c, c, 3, padding=d3, dilation=d3, temporal_padding=tp)
         self.u_crnn1 = CRNNUnit(c, d2, "backward", rec)
-        self.conv41 = _side(c, side)
+        self.conv41 = side_conv(c, side)
         self.conv1 = Conv2p1d(2 * c, c, 3, padding=d2, dilation=d2, temporal_padding=tp)
         self.u_conv = Conv2p1d(c, c, 2, stride=2, padding=0, transpose=True, temporal_padding=tp)
         self.u_crnn2 = CRNNUnit(c, d1, "backward", rec)
-        self.conv51 = _side(c, side)
+        self.conv51 = side_conv(c, side)
         self.conv2 = Conv2p1d(2 * c, c, 3, padding=1, temporal_padding=tp)
         self.conv = nn.Conv2d(c, 2, 5, padding=2)
-
-    @staticmethod
-    def _unit(unit: CRNNUnit, side: nn.Conv2d | None, x: torch.Tensor,
-              hiter: torch.Tensor | None) -> torch.Tensor:
-        y = unit(x, hiter)
-        return y if side is None else y + conv_frames(side, x)
 
     def forward(self, x: torch.Tensor, state: CRUNetState | None) -> tuple[torch.Tensor, CRUNetState]:
         """Denoise.
@@ -127,14 +117,14 @@ class CRUNetCascade(nn.Module):
             raise ConfigError(f"CRUNet cascade needs even H and W after padding, got {tuple(x.shape)}")
         s = state if state is not None else CRUNetState(None, None, None, None, None)
         f0 = conv_frames(self.conv0, to_channels(x))
-        e1 = self._unit(self.d_crnn1, self.conv11, f0, s.h0)
+        e1 = add_side(self.d_crnn1(f0, s.h0), self.conv11, f0)
         f1 = self.d_conv(e1)
-        e2 = self.convs1(self._unit(self.d_crnn2, self.conv21, f1, s.h1))
-        b = self.convs2(self._unit(self.bcrnn, self.conv31, e2, s.h2))
-        d2 = self._unit(self.u_crnn1, self.conv41, b, s.h3)
+        e2 = self.convs1(add_side(self.d_crnn2(f1, s.h1), self.conv21, f1))
+        b = self.convs2(add_side(self.bcrnn(e2, s.h2), self.conv31, e2))
+        d2 = add_side(self.u_crnn1(b, s.h3), self.conv41, b)
         d2 = self.conv1(torch.cat([e2, d2], dim=2))
         u = self.u_conv(d2)
-        d1 = self._unit(self.u_crnn2, self.conv51, u, s.h4)
+        d1 = add_side(self.u_crnn2(u, s.h4), self.conv51, u)
         d1 = self.conv2(torch.cat([e1, d1], dim=2))
         out = x + from_channels(conv_frames(self.conv, d1).to(x.real.dtype))
         return out, CRUNetState(h0=d1, h1=d2, h2=b, h3=d2, h4=d1)

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from . import register
-from .blocks import Conv2p1d, Conv3dBlock, TemporalPadding, check_unet_config, conv_frames
+from .blocks import Conv2p1d, Conv3dBlock, TemporalPadding, add_side, check_unet_config, conv_frames, side_conv
 from .complex_io import from_channels, to_channels
 from .unrolled import ConfiguredUnrolled, config_from_kwargs
 
@@ -53,36 +53,33 @@ class UNet3DCascade(nn.Module):
     def __init__(self, cfg: UNet3DConfig) -> None:
         super().__init__()
         c, (d1, d2, d3), tp = cfg.chans, cfg.dilations, cfg.temporal_padding
-        side = (lambda: nn.Conv2d(c, c, 1)) if cfg.side_branches else (lambda: None)
+        side = cfg.side_branches
         self.conv0 = nn.Conv2d(2, c, 3, padding=1)
-        self.d_block1, self.conv11 = Conv3dBlock(c, c, d1, tp), side()
+        self.d_block1, self.conv11 = Conv3dBlock(c, c, d1, tp), side_conv(c, side)
         self.d_conv = Conv2p1d(c, c, 2, stride=2, padding=0, temporal_padding=tp)
-        self.d_block2, self.conv21 = Conv3dBlock(c, c, d2, tp), side()
+        self.d_block2, self.conv21 = Conv3dBlock(c, c, d2, tp), side_conv(c, side)
         self.convs1 = Conv2p1d(c, c, 3, padding=d2, dilation=d2, temporal_padding=tp)
-        self.b_block, self.conv31 = Conv3dBlock(c, c, d3, tp), side()
+        self.b_block, self.conv31 = Conv3dBlock(c, c, d3, tp), side_conv(c, side)
         self.convs2 = Conv2p1d(c, c, 3, padding=d3, dilation=d3, temporal_padding=tp)
-        self.u_block1, self.conv41 = Conv3dBlock(c, c, d2, tp), side()
+        self.u_block1, self.conv41 = Conv3dBlock(c, c, d2, tp), side_conv(c, side)
         self.conv1 = Conv2p1d(2 * c, c, 3, padding=d2, dilation=d2, temporal_padding=tp)
         self.u_conv = Conv2p1d(c, c, 2, stride=2, padding=0, transpose=True, temporal_padding=tp)
-        self.u_block2, self.conv51 = Conv3dBlock(c, c, d1, tp), side()
+        self.u_block2, self.conv51 = Conv3dBlock(c, c, d1, tp), side_conv(c, side)
         self.conv2 = Conv2p1d(2 * c, c, 3, padding=1, temporal_padding=tp)
         self.conv = nn.Conv2d(c, 2, 5, padding=2)
-
-    @staticmethod
-    def _unit(block: Conv3dBlock, side: nn.Conv2d | None, x: torch.Tensor) -> torch.Tensor:
-        y = block(x)
-        return y if side is None else y + conv_frames(side, x)
 
     def forward(self, x: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
         """Denoise a normalised, padded image (B, T, H', W') complex (H', W' even)."""
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             raise ConfigError(f"UNet3D cascade needs even H and W after padding, got {tuple(x.shape)}")
         f0 = conv_frames(self.conv0, to_channels(x))
-        e1 = self._unit(self.d_block1, self.conv11, f0)
-        e2 = self.convs1(self._unit(self.d_block2, self.conv21, self.d_conv(e1)))
-        b = self.convs2(self._unit(self.b_block, self.conv31, e2))
-        d2 = self.conv1(torch.cat([e2, self._unit(self.u_block1, self.conv41, b)], dim=2))
-        d1 = self._unit(self.u_block2, self.conv51, self.u_conv(d2))
+        e1 = add_side(self.d_block1(f0), self.conv11, f0)
+        f1 = self.d_conv(e1)
+        e2 = self.convs1(add_side(self.d_block2(f1), self.conv21, f1))
+        b = self.convs2(add_side(self.b_block(e2), self.conv31, e2))
+        d2 = self.conv1(torch.cat([e2, add_side(self.u_block1(b), self.conv41, b)], dim=2))
+        u = self.u_conv(d2)
+        d1 = add_side(self.u_block2(u), self.conv51, u)
         d1 = self.conv2(torch.cat([e1, d1], dim=2))
         return x + from_channels(conv_frames(self.conv, d1).to(x.real.dtype)), None
 

@@ -256,8 +256,7 @@ def _load_authors(obj: Any, path: Path) -> tuple[nn.Module, dict]:
         keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
         raise DataError(f"{path}: neither a cinerecon checkpoint (format={FORMAT!r}) nor an authors' "
                         f"CRUNet-MR state dict (found {keys})")
-    kwargs = model.config_dict() if hasattr(model, "config_dict") else compat.authors_config(obj)
-    return model, {"model": {"name": "crunet", "kwargs": to_dict(kwargs)}, "source": str(path)}
+    return model, {"model": {"name": "crunet", "kwargs": model.config_dict()}, "source": str(path)}
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
