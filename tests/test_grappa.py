@@ -128,3 +128,13 @@ def test_grappa_errors(phantom):
         grappa_kspace(k * no_acs, no_acs, calibration="frame")
     with pytest.raises(DataError, match="maps"):
         grappa(k, torch.ones(1, 1, 1, 1, 48), maps[:, :3])
+
+
+def test_long_calibration_run_is_clipped_inside_the_sampled_run():
+    # a sampled run [0, 61) through the centre of W = 120: the capped block must not leave it
+    from cinerecon.classical.grappa import MAX_CALIB_LINES, GrappaParams, _calibration_block
+
+    lines = np.zeros((1, 120), dtype=bool)
+    lines[0, :61] = True
+    _, lo, hi = _calibration_block(lines, GrappaParams())
+    assert hi - lo == MAX_CALIB_LINES and 0 <= lo and hi <= 61

@@ -129,7 +129,7 @@ def _calibration_block(lines: np.ndarray, p: GrappaParams) -> tuple[str, int, in
     else:
         lo, hi = central_run(covered)
         if hi - lo > MAX_CALIB_LINES:  # e.g. the time average of a shifted mask covers all of k-space
-            lo = max(lo, width // 2 - MAX_CALIB_LINES // 2)
+            lo = min(max(lo, width // 2 - MAX_CALIB_LINES // 2), hi - MAX_CALIB_LINES)  # stay inside the run
             hi = lo + MAX_CALIB_LINES
     if hi - lo < 2:
         raise DataError(f"grappa: no calibration region: only {hi - lo} central line(s) around W//2 = "
