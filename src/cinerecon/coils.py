@@ -29,6 +29,7 @@ import torch
 
 from .errors import ConfigError, DataError
 from .masks import central_run
+from .operators import sampled_mean
 
 MAX_CALIB = 48
 """Largest automatically chosen calibration extent per axis (lines)."""
@@ -147,13 +148,6 @@ def _as_coil_frames(kspace: torch.Tensor, name: str) -> torch.Tensor:
     return kspace
 
 
-def _time_average(kspace: torch.Tensor, sampled: torch.Tensor) -> torch.Tensor:
-    """Average (C, T, H, W) over the frames where each location is sampled -> (C, H, W)."""
-    count = sampled.sum(dim=0).to(kspace.real.dtype)
-    total = (kspace * sampled.to(kspace.real.dtype)).sum(dim=1)
-    return total / count.clamp(min=1)
-
-
 def _image_space_operator(calib: torch.Tensor, kernel: int, thresh: float, shape: tuple[int, int],
                           dtype: torch.dtype = torch.complex64) -> torch.Tensor:
     """Per-pixel C x C ESPIRiT matrices M(x), shape (H, W, C, C) of ``dtype``.
@@ -243,7 +237,7 @@ def espirit_maps(
     if phase_ref not in PHASE_REFS:
         raise ConfigError(f"espirit_maps: phase_ref must be one of {PHASE_REFS}, got {phase_ref!r}")
     sampled = _sampled_pattern(k4, calib_mask)
-    avg = _time_average(k4, sampled)
+    avg = sampled_mean(k4, sampled, dim=1)
     region = find_calib_region(sampled.all(dim=0), acs, max_calib, source=f"kspace {tuple(kspace.shape)}")
     return _espirit_from_region(avg, region, kernel, thresh, crop, phase_ref, tuple(kspace.shape))
 
@@ -309,7 +303,7 @@ def maps_from_time_average(
     if kspace.ndim != 4:
         raise DataError(f"maps_from_time_average: kspace must be (C, T, H, W), got shape {tuple(kspace.shape)}")
     sampled = _sampled_pattern(k4, mask)
-    avg = _time_average(k4, sampled)
+    avg = sampled_mean(k4, sampled, dim=1)
     filled = sampled.any(dim=0)
     src = f"time-averaged kspace {tuple(kspace.shape)} with mask {tuple(mask.shape)}"
     region = find_calib_region(filled, None, max_calib, source=src)

@@ -129,3 +129,22 @@ def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | 
     k_dc = (k + lam * k0) / (1 + lam)
     k = (1 - m) * k + m * k_dc
     return op.reduce(k)
+
+
+def sampled_mean(kspace: torch.Tensor, mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
+    """Mean of k-space over ``dim`` (the frames) taken only where ``mask`` samples it.
+
+    Locations sampled in no frame are 0. Used for view sharing, for calibration from the
+    time-averaged k-space and for the ACS filter of PromptMR's map estimation.
+
+    Args:
+        kspace: complex k-space, e.g. (B, C, T, H, W) or (C, T, H, W).
+        mask: real or boolean, broadcastable to ``kspace``.
+        dim: the axis averaged over.
+        keepdim: keep ``dim`` with size 1.
+
+    Returns:
+        Complex tensor with ``dim`` reduced.
+    """
+    m = torch.broadcast_to(mask.to(kspace.real.dtype), kspace.shape)
+    return (kspace * m).sum(dim, keepdim=keepdim) / m.sum(dim, keepdim=keepdim).clamp_min(1.0)

@@ -42,7 +42,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..masks import central_run
-from ..operators import SenseOp
+from ..operators import SenseOp, sampled_mean
 from .zero_filled import check_inputs
 
 CALIBRATIONS = ("auto", "frame", "pooled", "average")
@@ -269,8 +269,8 @@ def _fill_one(k: torch.Tensor, lines: np.ndarray, p: GrappaParams) -> torch.Tens
     mode, lo, hi = _calibration_block(lines, p)
     wc = hi - lo
     if mode == "average":
-        count = torch.as_tensor(lines[:, lo:hi].sum(0), dtype=k.real.dtype, device=k.device)
-        cal = (k[..., lo:hi].sum(1) / count.clamp_min(1))[None, None]  # (1, 1, C, H, Wc)
+        sampled = torch.as_tensor(lines[:, None, lo:hi], device=k.device)  # (T, 1, Wc)
+        cal = sampled_mean(k[..., lo:hi], sampled, dim=1)[None, None]  # (1, 1, C, H, Wc)
         set_of_frame = np.zeros(t, dtype=np.int64)
     else:
         cal = k[..., lo:hi].transpose(0, 1)  # (T, C, H, Wc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..operators import SenseOp
+from ..operators import SenseOp, sampled_mean
 
 
 def share_views(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -23,9 +23,8 @@ def share_views(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         (B, C, T, H, W) complex k-space; sampled values are kept, locations sampled in no
         frame stay zero.
     """
-    m = torch.broadcast_to(mask.to(kspace.real.dtype), kspace.shape)
-    mean = (kspace * m).sum(dim=2, keepdim=True) / m.sum(dim=2, keepdim=True).clamp_min(1.0)
-    return torch.where(m > 0, kspace, mean.expand_as(kspace))
+    mean = sampled_mean(kspace, mask, dim=2, keepdim=True)
+    return torch.where(torch.broadcast_to(mask, kspace.shape) > 0, kspace, mean.expand_as(kspace))
 
 
 def view_sharing(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

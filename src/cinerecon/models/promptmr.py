@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 from ..fft import ifft2c
+from ..operators import sampled_mean
 from . import register
 from .layers import CAB, GradientStepDC, PromptBlock
 from .unrolled import Unrolled, denormalise, normalise, pad_to_multiple, unpad
@@ -217,7 +218,7 @@ class SensitivityNet(nn.Module):
         """(B, C, T, H, W) k-space and broadcastable mask -> low-pass coil images (B, C, H, W)."""
         b, c, t, h, w = kspace.shape
         m = torch.broadcast_to(mask.to(kspace.real.dtype), kspace.shape)[:, :1]  # (B, 1, T, H, W)
-        kavg = (kspace * m).sum(dim=2) / m.sum(dim=2).clamp_min(1.0)  # (B, C, H, W)
+        kavg = sampled_mean(kspace, m, dim=2)  # (B, C, H, W)
         line = m.amin(dim=(1, 2, 3))  # (B, W): lines sampled in every frame
         n_low = _central_run(line)
         n_low = torch.where(n_low < 2, torch.full_like(n_low, w), n_low)
