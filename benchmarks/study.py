@@ -8,14 +8,18 @@ Steps (everything seeded by ``--seed``):
    convert each with :func:`cinerecon.data.simulate.magnitude_cine_to_sample` (whole FOV
    resized to ``--size``, ``--frames`` frames, synthetic phase and coils) and add it to the
    test split as view ``real_<view>`` (its own Table-1 block);
-3. train crunet, crnn, unet3d, cinenet and promptmr (tiny widths, ``--cascades`` each) with
-   :func:`cinerecon.train.loop.fit`: same loss, AdamW, schedule (``configs/study/small_budget.yaml``),
-   seed and number of epochs / steps; each training item draws an equispaced + ACS mask at
-   one of ``--accels`` (one model per architecture for all accelerations);
+3. train crunet, crnn, unet3d, cinenet and promptmr with :func:`cinerecon.train.loop.fit`,
+   each the faithful variant of its paper's Table 1 row at a tiny width (``--cascades``
+   each; presets in :class:`common.TinySizes`: CRNN-MRI and PromptMR ``preset="original"``,
+   CRNN-MRI unshared, 3D UNet-MR ``preset="paper"``, CineNet complex-valued): same loss,
+   AdamW, schedule (``configs/study/small_budget.yaml``), seed and number of epochs / steps
+   (the budget); each training item draws an equispaced + ACS mask at one of ``--accels``
+   (one model per architecture for all accelerations);
 4. evaluate the models (``best.pt``: best validation PSNR) with zero_filled, cg_sense,
    grappa and lplus_s through :func:`cinerecon.evaluate.runner.evaluate_dir`: Table 1
-   (mean ± std per view and R), Wilcoxon + Bonferroni statistics, dynamic-region table,
-   Table 2 (parameters, time per slice) and figures under ``OUT/results``.
+   (mean ± std per view and R; 1 - DISTS when DISTS weights are configured), Wilcoxon +
+   Bonferroni statistics of every method against CRUNet-MR (as the paper), dynamic-region
+   table, Table 2 (parameters, time per slice) and figures under ``OUT/results``.
 
 Usage (from the repository root)::
 

@@ -126,3 +126,25 @@ def test_parser_defaults():
     args = parser.parse_args(["evaluate", "d", "--out", "o"])
     assert args.methods == list(cmd.DEFAULT_METHODS) and args.accel == ["4", "8"] and args.protocol == "paper"
     assert args.dists_weights is None and not args.overwrite
+
+
+def test_cli_reference_method_and_default_crunet_reference(data_dir, tmp_path, monkeypatch, capsys):
+    from cinerecon.cli import main
+    from cinerecon.evaluate import dists
+    from cinerecon.models import build_model
+
+    monkeypatch.delenv(dists.ENV_DISTS, raising=False)
+    torch.manual_seed(0)
+    net = build_model("crunet", chans=2, cascades=1).eval()  # found as the reference by its type, any name
+    monkeypatch.setattr(cmd, "build_methods", lambda names, ckpts, device: {"zf": zero_filled, "half": half,
+                                                                            "ours": net})
+    base = ["evaluate", str(data_dir), "--accel", "4", "--no-figures", "--timing-runs", "1"]
+    assert main(base + ["--out", str(tmp_path / "a"), "--reference", "half"]) == 0
+    assert "| half (ref.) |" in capsys.readouterr().out
+    assert main(base + ["--out", str(tmp_path / "b")]) == 0
+    assert "| ours (ref.) |" in capsys.readouterr().out
+    assert main(base + ["--out", str(tmp_path / "c"), "--reference", "nope"]) == 2
+    assert "--reference 'nope'" in capsys.readouterr().err
+    parser = argparse.ArgumentParser()
+    cmd.add_parser(parser.add_subparsers())
+    assert parser.parse_args(["evaluate", "d", "--out", "o", "--protocol", "cmrxrecon"]).protocol == "cmrxrecon"

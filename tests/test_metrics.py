@@ -300,3 +300,34 @@ def test_region_metrics_separate_errors():
     mse_static = ((rec - tgt) ** 2)[:, ~m].mean()
     assert rm.psnr_static.item() == pytest.approx(10 * np.log10(tgt.max() ** 2 / mse_static), abs=1e-9)
     assert rm.fraction.item() == pytest.approx(m.mean())
+
+
+def test_dists_downsizes_large_images_like_piq(rdists, monkeypatch):
+    """piq's DISTS.forward bilinearly rescales inputs whose shorter side exceeds 256 to a shorter side of 256."""
+    piq = _import_piq()
+    seen = {}
+
+    def capture(self, x, y):  # stands in for piq's feature comparison: record what it is given
+        seen["x"], seen["y"] = x, y
+        return torch.zeros(x.shape[0])
+
+    monkeypatch.setattr(piq.perceptual.ContentLoss, "forward", capture)
+    ref = piq.DISTS.__new__(piq.DISTS)  # bypass __init__, which downloads pretrained weights
+    g = torch.Generator().manual_seed(14)
+    for shape in ((300, 270), (257, 400), (256, 300), (40, 31)):
+        x, y = torch.rand(2, 3, *shape, generator=g), torch.rand(2, 3, *shape, generator=g)
+        piq.DISTS.forward(ref, x, y)
+        torch.testing.assert_close(D.downsize(x), seen["x"], rtol=0, atol=0)
+        torch.testing.assert_close(D.downsize(y), seen["y"], rtol=0, atol=0)
+        assert min(seen["x"].shape[-2:]) == min(256, min(shape))
+
+    class Stop(Exception):
+        pass
+
+    def stop(x):
+        raise Stop(tuple(x.shape))
+
+    monkeypatch.setattr(rdists, "feature_list", stop)  # our DISTS scores the downsized images
+    with pytest.raises(Stop) as e:
+        rdists(torch.rand(1, 1, 300, 270), torch.rand(1, 1, 300, 270))
+    assert e.value.args[0] == (2, 3, 284, 256)

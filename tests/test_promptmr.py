@@ -1,18 +1,180 @@
-"""PromptMR (Xin et al. 2023), cine variant: size, windows, maps, shapes, learning."""
+"""PromptMR (Xin et al. 2023): the authors' function (golden file, weights, size) and our cine variant."""
 
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
+from cinerecon.errors import ConfigError, DataError
+from cinerecon.fft import fft2c, ifft2c
 from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.models import build_model
-from cinerecon.models.promptmr import PRESETS, SensitivityNet, adjacent_frames
-from conftest import assert_batch_consistent, assert_reconstructs_size, random_kspace
+from cinerecon.models.compat import (authors_layout, load_authors_checkpoint, load_authors_state_dict,
+                                     promptmr_authors_config, to_authors_state_dict)
+from cinerecon.models.promptmr import PRESETS, PromptMROriginal, SensitivityNet, acs_window, adjacent_frames
+from cinerecon.models.unrolled import KSpaceSoftDC, Unrolled
+from cinerecon.operators import SenseOp
+from conftest import SHARED, assert_batch_consistent, assert_reconstructs_size, random_kspace
 from phantoms import overfit, undersampled_cine, zero_filled_psnr
+
+GOLDEN = SHARED / "reference" / "promptmr_golden.pt"
+# the golden file's widths, in the authors' keyword names
+SMALL = dict(num_cascades=2, num_adj_slices=5, n_feat0=8, feature_dim=(12, 16, 20), prompt_dim=(4, 8, 8),
+             sens_n_feat0=4, sens_feature_dim=(6, 8, 10), sens_prompt_dim=(2, 4, 4), len_prompt=(3, 3, 3),
+             prompt_size=(8, 4, 2), n_enc_cab=(2, 3, 3), n_dec_cab=(2, 2, 3), n_skip_cab=(1, 1, 1),
+             n_bottleneck_cab=3)
 
 
 def n_params(m):
     return sum(p.numel() for p in m.parameters())
+
+
+@pytest.fixture(scope="module")
+def pmr_golden():
+    """The original PromptMR at small widths with random weights; every frame's window output."""
+    if not GOLDEN.exists():
+        pytest.skip(f"golden file {GOLDEN} not present")
+    return torch.load(GOLDEN, weights_only=False)
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def _original(seed=0, **kw):
+    torch.manual_seed(seed)
+    return build_model("promptmr", preset="original", **{**SMALL, **kw}).eval()
+
+
+# ---------------------------------------------------------------- the authors' function
+
+def test_golden_original_matches_authors(pmr_golden):
+    g = pmr_golden
+    model = build_model("promptmr", preset="original", **g["model_kwargs"]).eval()
+    load_authors_state_dict(model, g["state_dict"])
+    with torch.no_grad():
+        out = model(g["kspace"][None], g["mask"], None)[0]  # (C, T, H, W) -> one sample
+    assert out.shape == g["expected"].shape and not out.is_complex()
+    assert _rel(out, g["expected"]) < 1e-4
+    # the per-cascade DC weights came from the file
+    file_w = torch.cat([g["state_dict"][f"cascades.{i}.dc_weight"] for i in range(3)])
+    assert torch.equal(torch.cat([d.weight.detach() for d in model.dc]), file_w)
+
+
+def test_golden_lightning_checkpoint_loads(pmr_golden, tmp_path):
+    sd = {"promptmr." + k: v for k, v in pmr_golden["state_dict"].items()}
+    sd["loss.w"] = torch.ones(1, 1, 7, 7)
+    path = tmp_path / "promptmr-epoch=11.ckpt"
+    torch.save({"epoch": 11, "global_step": 5, "state_dict": sd, "hyper_parameters": {"num_cascades": 3}}, path)
+    assert authors_layout(torch.load(path)["state_dict"]) == "promptmr"
+    cfg = promptmr_authors_config(pmr_golden["state_dict"])
+    assert cfg == {"preset": "original", **pmr_golden["model_kwargs"], "no_use_ca": False}
+    model = load_authors_checkpoint(path)
+    assert isinstance(model, PromptMROriginal) and model.config_dict()["num_cascades"] == 3
+    direct = load_authors_state_dict(build_model("promptmr", preset="original", **pmr_golden["model_kwargs"]),
+                                     pmr_golden["state_dict"])
+    for (k, v), v2 in zip(direct.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(v, v2), k
+
+
+def test_original_parameter_count_matches_paper():
+    # full widths, 5 cascades: the authors' model has 30,496,134 trainable parameters (the seed
+    # paper's 30.50 M); their one PReLU shared by almost every block is counted once
+    with torch.device("meta"):
+        model = build_model("promptmr", preset="original", num_cascades=5)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 30_496_134
+    prelus = {id(m) for m in model.modules() if isinstance(m, nn.PReLU)}
+    assert len(prelus) == 1 + 6  # the shared one + the first block of each of the 6 PromptUNets
+
+
+def test_original_keyword_names():
+    model = _original(num_cascades=3, no_use_ca=True)
+    assert len(model.cascades) == len(model.dc) == 3
+    assert model.config.feature_dim == (12, 16, 20)
+    assert build_model("promptmr", **model.config_dict()).config == model.config
+    with pytest.raises(ConfigError, match="cascades"):
+        build_model("promptmr", preset="original", cascades=3)  # ours, not the authors' name
+
+
+def test_acs_window_counts_like_the_authors():
+    line = torch.zeros(16)
+    line[5:11] = 1  # W // 2 = 8: 3 sampled columns left of it (5, 6, 7), 3 from it rightwards (8, 9, 10)
+    line[2] = 1
+    n = 2 * 3
+    lo = (16 - n + 1) // 2
+    expected = torch.zeros(16)
+    expected[lo:lo + n] = 1
+    assert torch.equal(acs_window(line), expected)
+    assert torch.equal(acs_window(torch.zeros(16)), torch.eye(16)[(16 - 1 + 1) // 2])  # n = max(0, 1)
+
+
+def test_windows_are_batched_and_circular():
+    """Frame t's output is the model on the window (t-2 .. t+2) mod T only: rolling the series rolls it."""
+    torch.manual_seed(1)
+    k, mask, _ = random_kspace(b=2, c=2, t=6, h=9, w=11)
+    mask[..., 4:7] = 1  # an ACS block around W // 2
+    k = torch.randn_like(k) * mask
+    model = _original()
+    with torch.no_grad():
+        out = model(k, mask)
+        rolled = model(k.roll(2, dims=2), mask)
+        # frames beyond the window do not matter: changing frame 5 leaves frame 2 (window 0..4) alone
+        k2 = k.clone()
+        k2[:, :, 5] *= 3
+        changed = model(k2, mask)
+    assert out.shape == (2, 6, 9, 11) and torch.isfinite(out).all()
+    torch.testing.assert_close(rolled, out.roll(2, dims=1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(changed[:, 2], out[:, 2], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(changed[:, 3], out[:, 3])
+    assert_batch_consistent(model, k, mask.expand(2, -1, -1, -1, -1), torch.ones(2, 2, 1, 9, 11))
+
+
+@pytest.mark.parametrize("t,h,w", [(1, 8, 8), (2, 9, 7), (3, 13, 11)])
+def test_original_any_frames_odd_sizes_per_frame_masks(t, h, w):
+    torch.manual_seed(0)
+    mask = make_mask(MaskSpec("time_varying_acs", 2, 4), t, w, seed=1)[None]  # (1, 1, T, 1, W)
+    k = torch.randn(1, 2, t, h, w, dtype=torch.complex64) * mask
+    with torch.no_grad():
+        out = _original(num_cascades=1)(k, mask, None)
+    assert out.shape == (1, t, h, w) and out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_shared_prelu_must_agree_in_the_file():
+    model = _original()
+    sd = to_authors_state_dict(model)
+    key = "cascades.1.model.unet.bottleneck.0.body.1.weight"
+    sd[key] = sd[key] + 0.5
+    with pytest.raises(DataError, match="one parameter"):
+        load_authors_state_dict(_original(), sd)
+
+
+def test_kspace_update_closed_form():
+    """Unrolled(update="kspace"): k <- k - w M (k - k0) - F S R(S^H F^-1 k), per-cascade w, no normalisation."""
+
+    class Scale(nn.Module):
+        def forward(self, x, state):
+            return 0.5 * x, None
+
+    torch.manual_seed(2)
+    k0, mask, maps = random_kspace(b=1, c=3, t=2, h=6, w=5)
+    k0 = k0.to(torch.complex128)
+    maps = maps.to(torch.complex128)
+    dcs = [KSpaceSoftDC(0.3), KSpaceSoftDC(2.0)]
+    model = Unrolled([Scale(), Scale()], pad_multiple=1, dc=dcs, update="kspace", normalise=False).double()
+    op = SenseOp(maps, mask.double())
+    k = k0
+    for w in (0.3, 2.0):
+        k = k - w * mask * (k - k0) - fft2c(maps * 0.5 * (maps.conj() * ifft2c(k)).sum(1, keepdim=True))
+    with torch.no_grad():
+        torch.testing.assert_close(model.unroll(k0, op), k)
+        torch.testing.assert_close(model(k0, mask, maps), op.reduce(k))
+    with pytest.raises(ConfigError):
+        Unrolled([Scale()], dc=dcs, update="kspace")  # two DC modules for one cascade
+    with pytest.raises(ConfigError):
+        Unrolled([Scale()], update="kspace", initial="view_sharing")
+
+
+# ---------------------------------------------------------------- our cine variant
 
 
 def test_published_preset_parameter_count():

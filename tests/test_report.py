@@ -72,8 +72,18 @@ def test_csv_round_trip(tmp_path):
     assert empty.read_text().strip().split(",")[0] == "view"
 
 
+def test_stats_left_out_where_no_difference_could_be_significant():
+    from cinerecon.evaluate.stats import min_pairs
+
+    # exact two-sided Wilcoxon: smallest p = 2 / 2**n must fall below alpha / m
+    assert [min_pairs(m) for m in (1, 2, 4)] == [6, 7, 8]
+    assert all(2 / 2 ** min_pairs(m) < 0.05 / m <= 2 / 2 ** (min_pairs(m) - 1) for m in range(1, 20))
+    assert R.significance(_records(n=6)) == []  # 3 methods: 2 comparisons need 7 slices
+    assert len(R.significance(_records(n=7))) == 3
+
+
 def test_stats_and_dynamic_and_timing_tables():
-    recs = _records(n=6)
+    recs = _records(n=7)
     sig = R.significance(recs)
     md = R.stats_markdown(sig)
     assert md.count("\n") == 2 + 2 * 3  # header + rule + (2 comparisons x 3 metrics)
@@ -114,3 +124,62 @@ def test_figures_are_written(tmp_path):
         assert img[..., :3].std() > 0.01  # not a blank canvas
     with pytest.raises(DataError):
         Fg.plot_reconstructions(tgt, {"bad": tgt[:2]}, tmp_path / "bad.png")
+
+
+def test_reference_method_is_tested_against_every_other():
+    recs = _records(n=10)
+    sig = R.significance(recs, reference="cg")  # the paper tests its proposed model, not the best mean
+    psnr = next(s for s in sig if s.metric == "psnr")
+    assert psnr.best == "cg" and {c.other for c in psnr.comparisons} == {"zf", "net"}
+    cg = np.array([r.psnr for r in recs if r.method == "cg"])
+    zf = np.array([r.psnr for r in recs if r.method == "zf"])
+    zf_comp = next(c for c in psnr.comparisons if c.other == "zf")
+    assert zf_comp.p_adjusted == pytest.approx(min(2 * sps.wilcoxon(cg, zf).pvalue, 1.0))
+    rows = R.summarise(recs, sig)
+    by = {(r.method, r.metric): r for r in rows}
+    assert by[("net", "psnr")].is_best and not by[("net", "psnr")].is_reference  # bold: best mean
+    assert by[("cg", "psnr")].is_reference and by[("cg", "psnr")].p_adjusted is None
+    md = R.table1_markdown(rows, "paper")
+    assert "| cg (ref.) |" in md and "the reference cg" in md
+    assert "| Reference |" in R.stats_markdown(sig)
+    with pytest.raises(DataError, match="reference"):
+        R.significance(recs, reference="nope")
+
+
+def test_default_reference_is_the_crunet_entry():
+    assert R.default_reference(["zero_filled", "crnn", "CRUNet-MR", "crunet_b"]) == "CRUNet-MR"
+    assert R.default_reference(["zf", "crunet_mixed"]) == "crunet_mixed"
+    assert R.default_reference(["zf", "unet3d", "crnn"]) is None
+
+
+def test_table1_shows_one_minus_dists():
+    recs = [R.SliceRecord(f"s{i}.h5", f"s{i}", "sax", "R04", m, 30.0 + i, 0.9, 0.01, None, d + 0.01 * i)
+            for m, d in (("a", 0.20), ("b", 0.05)) for i in range(6)]
+    rows = R.summarise(recs, R.significance(recs))
+    by = {(r.method, r.metric): r for r in rows}
+    assert ("a", "dists") not in by
+    a = 1 - np.array([0.20 + 0.01 * i for i in range(6)])
+    assert by[("a", "1-dists")].mean == pytest.approx(a.mean()) and by[("a", "1-dists")].std == pytest.approx(a.std())
+    assert by[("b", "1-dists")].is_best and not by[("a", "1-dists")].is_best  # lower distance = higher 1 - DISTS
+    md = R.table1_markdown(rows)
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert "R04 1 − DISTS" in header and "DISTS ↓" not in header
+    assert f"{a.mean():.4f} ± {a.std():.4f}" in md and "1 − DISTS (higher is better)" in md
+
+
+def test_paper_style_figures_crop_quarters_and_label_ssim(tmp_path):
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(1)
+    tgt = torch.rand(3, 30, 16, generator=g) + 0.5j
+    rec = tgt + 0.1 * torch.rand(3, 30, 16, generator=g)
+    np.testing.assert_array_equal(Fg.paper_crop(np.arange(30 * 2).reshape(30, 2)), np.arange(14, 46).reshape(16, 2))
+    labels = Fg.ssim_labels(tgt, {"net": rec})
+    g_np, r_np = np.abs(tgt.numpy())[:, 7:23], np.abs(rec.numpy())[:, 7:23]  # rows 30 // 4 .. 30 - 30 // 4
+    ref = np.mean([structural_similarity(g_np[t] / g_np[t].max(), r_np[t] / r_np[t].max(), data_range=1.0)
+                   for t in range(3)])
+    assert labels == {"net": f"SSIM {ref:.4f}"}
+    full = Fg.ssim_labels(tgt, {"net": rec}, Fg.FigureConfig(paper_style=False))
+    assert full != labels
+    path = Fg.plot_reconstructions(tgt, {"net": rec}, tmp_path / "p.png", cfg=Fg.FigureConfig(dpi=40))
+    assert mpimg.imread(path).shape[0] > 20

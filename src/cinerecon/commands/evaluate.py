@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import check_device
 
 DEFAULT_METHODS = ("zero_filled", "cg_sense", "grappa", "lplus_s")
 DEFAULT_ACCELS = ("4", "8")
@@ -24,9 +26,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--accel", nargs="+", default=list(DEFAULT_ACCELS),
                    help="accelerations or mask keys, e.g. 4 8 or R08_uniform (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="output folder for tables and figures")
-    p.add_argument("--protocol", choices=("paper", "global"), default="paper",
+    p.add_argument("--protocol", choices=("paper", "global", "cmrxrecon"), default="paper",
                    help="metric protocol: 'paper' (per-frame max scaling, 7x7 SSIM; comparable with the "
-                        "paper) or 'global' (data range from the target series)")
+                        "paper), 'global' (data range from the target series) or 'cmrxrecon' (the "
+                        "CMRxRecon2023 ranking: central 2 slices of each volume, first 3 frames, centre crop "
+                        "round(H/3) x round(W/2), float32, per-volume means)")
+    p.add_argument("--reference", default=None, metavar="METHOD",
+                   help="method the statistics test every other method against, as the paper tests its "
+                        "proposed model (default: the CRUNet-MR entry when there is one, else the best mean)")
     p.add_argument("--dists-weights", type=Path, default=None,
                    help="DISTS weights file or folder (also $CINERECON_DISTS_WEIGHTS / $CINERECON_VGG16_WEIGHTS); "
                         "DISTS is skipped when none is configured")
@@ -76,6 +83,18 @@ def build_methods(names: list[str], checkpoints: dict[str, Path], device: str) -
     return methods
 
 
+def default_reference(methods: dict[str, Callable]) -> str | None:
+    """The statistics' default reference: the method loaded as a CRUNet-MR model, else the one named like it.
+
+    See :func:`cinerecon.evaluate.report.default_reference` for the names; None when neither exists.
+    """
+    from ..evaluate.report import default_reference as by_name
+    from ..models.crunet import CRUNet
+
+    crunets = [name for name, fn in methods.items() if isinstance(fn, CRUNet)]
+    return crunets[0] if crunets else by_name(methods)
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the Table-1 Markdown."""
     import torch
@@ -83,14 +102,19 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.runner import EvaluationOptions, accel_key, evaluate_dir
     from ..evaluate.timing import TimingConfig
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     if args.timing_runs < 1:
         raise ConfigError(f"--timing-runs must be >= 1, got {args.timing_runs}")
     methods = build_methods(list(args.methods), parse_checkpoints(args.checkpoint), device)
-    opts = EvaluationOptions(timing=TimingConfig(runs=args.timing_runs), figures=not args.no_figures, device=device)
+    if args.reference is not None and args.reference not in methods:
+        raise ConfigError(f"--reference {args.reference!r} is not among the evaluated methods {list(methods)}")
+    opts = EvaluationOptions(timing=TimingConfig(runs=args.timing_runs), figures=not args.no_figures, device=device,
+                             reference=args.reference or default_reference(methods))
     res = evaluate_dir(args.data_dir, methods, out_dir=args.out, accels=tuple(accel_key(a) for a in args.accel),
                        protocol=args.protocol, dists_weights=args.dists_weights, overwrite=args.overwrite,
                        options=opts)
     print(res.table1_markdown)
+    for note in res.notes:
+        print(f"warning: {note}", file=sys.stderr)
     print(f"wrote {len(res.written)} files to {res.out_dir}")
     return 0

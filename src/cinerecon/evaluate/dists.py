@@ -6,6 +6,10 @@ replaced by L2 pooling with a 3x3 Hann window, and per-channel weights alpha / b
 (the official ``DISTS_pytorch`` ``weights.pt`` file, keys ``alpha`` and ``beta`` of
 shape (1, 1475, 1, 1)).
 
+Images whose shorter side exceeds :data:`MAX_SIDE` (256) are first downsized as piq 0.8.0's
+``DISTS.forward`` does (:func:`downsize`: bilinear, scale factor 256 / shorter side), so
+scores match piq's on large images too.
+
 Nothing is downloaded: the weights are read only from local files given as
 arguments or through the environment variables ``CINERECON_VGG16_WEIGHTS`` (the
 torchvision ImageNet VGG16 state dict, e.g. ``vgg16-397923af.pth``) and
@@ -33,6 +37,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 # Indices (in the Sequential) of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 STAGE_ENDS = (3, 8, 15, 22, 29)
+#: Images whose shorter side exceeds this are downsized before scoring (piq's rule).
+MAX_SIDE = 256
 
 HOW_TO_GET = (
     "DISTS needs two local files (nothing is downloaded): (1) the torchvision ImageNet VGG16 state dict "
@@ -40,6 +46,16 @@ HOW_TO_GET = (
     "'weights.pt' with tensors 'alpha' and 'beta' from the DISTS_pytorch package (github.com/dingkeyan93/DISTS). "
     f"Pass them as arguments, put both in one folder and pass the folder, or set {ENV_VGG16} and {ENV_DISTS}."
 )
+
+
+def downsize(x: torch.Tensor, max_side: int = MAX_SIDE) -> torch.Tensor:
+    """piq's DISTS input resizing: (N, C, H, W) unchanged when min(H, W) <= ``max_side``, else
+    ``F.interpolate(x, scale_factor=max_side / min(H, W), mode="bilinear")`` (align_corners False,
+    ``recompute_scale_factor=False``, no antialiasing), which makes the shorter side ``max_side``."""
+    h, w = x.shape[-2:]
+    if min(h, w) <= max_side:
+        return x
+    return F.interpolate(x, scale_factor=max_side / min(h, w), mode="bilinear", recompute_scale_factor=False)
 
 
 class L2Pool(nn.Module):
@@ -107,7 +123,8 @@ class DISTS(nn.Module):
         beta: (1, 1475, 1, 1) texture weights.
 
     Call: ``dists(x, y)`` with x, y (N, 1 or 3, H, W) in [0, 1] -> (N,). Grayscale
-    inputs are repeated to 3 channels. The score is
+    inputs are repeated to 3 channels; images with a shorter side above 256 are downsized
+    first (:func:`downsize`, as piq does). The score is
     1 - sum_k sum_c (alpha_kc S1_kc + beta_kc S2_kc) with alpha, beta normalised to sum 1.
     """
 
@@ -137,6 +154,7 @@ class DISTS(nn.Module):
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] not in (1, 3):
             raise DataError(f"DISTS expects two (N, 1 or 3, H, W) tensors of equal shape, got "
                             f"{tuple(x.shape)} and {tuple(y.shape)}")
+        x, y = downsize(x), downsize(y)
         if x.shape[1] == 1:
             x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
         n = x.shape[0]

@@ -4,7 +4,7 @@ All functions are torch-native and batched. Images are magnitude series of shape
 (..., T, H, W); complex inputs are turned into magnitudes first. Per-frame values
 have shape (..., T), per-series values shape (...).
 
-Two protocols are available by name (:data:`PROTOCOLS`):
+Three protocols are available by name (:data:`PROTOCOLS`):
 
 ``"global"``
     The data range is the maximum magnitude of the *target series* (one number per
@@ -19,13 +19,25 @@ Two protocols are available by name (:data:`PROTOCOLS`):
     covariance correction (scikit-image's default), k1 = 0.01, k2 = 0.03, and every
     series value is the mean of its per-frame values.
 
-DISTS (:mod:`.dists`) is reported as a distance (0 for identical images), as defined
-by Ding et al.; the authors' code tabulates 1 - DISTS. DISTS inputs are the
-protocol-normalised magnitudes divided by the frame's data range, clipped to [0, 1].
+``"cmrxrecon"``
+    The CMRxRecon2023 ranking protocol: the ``"paper"`` formulas (those of the challenge's
+    ``Evaluation.py``: each image divided by its own maximum, scikit-image PSNR / SSIM with
+    data range 1, NMSE) on what the challenge's ``run4Ranking.m`` keeps of a reconstruction:
+    the magnitude of the first 3 frames (:data:`CMRXRECON_RANKING`), centre-cropped to
+    round(H/3) x round(W/2) with MATLAB's rounding (half away from zero) and ``crop.m``'s
+    window (0-based start ``n // 2 - m // 2``), in single precision (float32); a series
+    value is the mean over the kept frames. Which slices are scored (the central two of
+    each volume, :func:`ranking_slices`) and the per-volume ("per-subject") averaging are
+    applied by :func:`cinerecon.evaluate.runner.evaluate_dir`, which sees whole volumes.
+
+DISTS (:mod:`.dists`) is computed and stored as a distance (0 for identical images), as
+defined by Ding et al.; tables (:mod:`.report`) show 1 - DISTS like the paper. DISTS inputs
+are the protocol-normalised magnitudes divided by the frame's data range, clipped to [0, 1].
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -70,6 +82,24 @@ UNIFORM7_SSIM = SSIMConfig()
 
 
 @dataclass(frozen=True)
+class RankingSelection:
+    """What the CMRxRecon2023 ranking scores of a volume (``run4Ranking.m``).
+
+    Attributes:
+        frames: the first ``frames`` frames of each slice (all when there are fewer).
+        crop_divisors: (a, b): the centre crop is round(H / a) x round(W / b), MATLAB rounding.
+        slices: the central ``slices`` slices of each volume (see :func:`ranking_slices`).
+    """
+
+    frames: int = 3
+    crop_divisors: tuple[int, int] = (3, 2)
+    slices: int = 2
+
+
+CMRXRECON_RANKING = RankingSelection()
+
+
+@dataclass(frozen=True)
 class Protocol:
     """How images are normalised and metrics reduced.
 
@@ -80,17 +110,25 @@ class Protocol:
         ssim: SSIM window and constants.
         pooled_series: series PSNR / NMSE from the error pooled over all frames
             (otherwise the mean of per-frame values).
+        ranking: frames, centre crop and slices to score (the CMRxRecon ranking), or None
+            for whole series.
+        dtype: compute in this precision (the ranking's single precision), or None to keep
+            the input's.
     """
 
     name: str
     per_frame_max: bool
     ssim: SSIMConfig
     pooled_series: bool
+    ranking: RankingSelection | None = None
+    dtype: torch.dtype | None = None
 
 
 PROTOCOLS: dict[str, Protocol] = {
     "global": Protocol("global", per_frame_max=False, ssim=GAUSSIAN_SSIM, pooled_series=True),
     "paper": Protocol("paper", per_frame_max=True, ssim=UNIFORM7_SSIM, pooled_series=False),
+    "cmrxrecon": Protocol("cmrxrecon", per_frame_max=True, ssim=UNIFORM7_SSIM, pooled_series=False,
+                          ranking=CMRXRECON_RANKING, dtype=torch.float32),
 }
 
 METRIC_NAMES = ("psnr", "ssim", "nmse", "haarpsi", "dists")
@@ -98,12 +136,60 @@ HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "nmse": False, "haarpsi": True, 
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
-    """Look up a protocol by name (``"global"`` or ``"paper"``)."""
+    """Look up a protocol by name (``"global"``, ``"paper"`` or ``"cmrxrecon"``)."""
     if isinstance(protocol, Protocol):
         return protocol
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown metric protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
     return PROTOCOLS[protocol]
+
+
+def matlab_round(x: float) -> int:
+    """MATLAB's ``round``: to the nearest integer, halves away from zero (Python rounds them to even)."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def centre_window(n: int, m: int) -> slice:
+    """The ``m`` central indices of an axis of length ``n`` as MATLAB ``crop.m`` picks them.
+
+    ``crop.m`` keeps 1-based ``floor(n/2)+1+ceil(-m/2) : floor(n/2)+ceil(m/2)``, i.e. 0-based
+    ``n // 2 - m // 2`` onwards (the DC index of a centred FFT stays at the crop's ``m // 2``).
+    """
+    if not 1 <= m <= n:
+        raise DataError(f"centre crop of {m} from an axis of length {n}")
+    start = n // 2 - m // 2
+    return slice(start, start + m)
+
+
+def ranking_crop_size(h: int, w: int, sel: RankingSelection = CMRXRECON_RANKING) -> tuple[int, int]:
+    """(round(H / a), round(W / b)) with MATLAB rounding, (a, b) = ``sel.crop_divisors``."""
+    a, b = sel.crop_divisors
+    return max(1, matlab_round(h / a)), max(1, matlab_round(w / b))
+
+
+def ranking_slices(n: int, sel: RankingSelection = CMRXRECON_RANKING) -> tuple[int, ...]:
+    """0-based slices of a volume of ``n`` slices that the ranking scores.
+
+    ``run4Ranking.m`` keeps 1-based ``round(n/2)-1 : round(n/2)`` (MATLAB rounding), i.e.
+    0-based ``round(n/2) - 2`` and ``round(n/2) - 1``, and every slice when ``n < 3``. (The
+    2023 script reads n from ``[sx,sy,~,sz,t] = size(img)``, which for a 4-D (sx, sy, sz, t)
+    array is the frame count; the 2024 script, and this function, use the slice count.)
+    """
+    if n < 1:
+        raise DataError(f"a volume needs at least one slice, got {n}")
+    if n < sel.slices + 1:
+        return tuple(range(n))
+    centre = matlab_round(n / 2)
+    return tuple(range(centre - sel.slices, centre))
+
+
+def select_for_ranking(x: torch.Tensor, sel: RankingSelection = CMRXRECON_RANKING) -> torch.Tensor:
+    """The first ``sel.frames`` frames of (..., T, H, W), centre-cropped to :func:`ranking_crop_size`."""
+    if x.ndim < 3:
+        raise DataError(f"expected a series (..., T, H, W), got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    ch, cw = ranking_crop_size(h, w, sel)
+    return x[..., :sel.frames, centre_window(h, ch), centre_window(w, cw)]
 
 
 def magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -347,11 +433,19 @@ def prepare(recon: torch.Tensor, target: torch.Tensor, protocol: str | Protocol 
     Args:
         recon: (..., T, H, W) complex or real reconstruction.
         target: (..., T, H, W) complex or real target.
-        protocol: ``"global"`` or ``"paper"`` (see module docstring).
+        protocol: ``"global"``, ``"paper"`` or ``"cmrxrecon"`` (see module docstring).
+
+    Returns:
+        :class:`Prepared`; under ``"cmrxrecon"`` the images are (..., min(T, 3), round(H/3),
+        round(W/2)) float32.
     """
     p = get_protocol(protocol)
     x, y = magnitude(recon), magnitude(target)
     _check_pair(x, y, 3)
+    if p.ranking is not None:
+        x, y = select_for_ranking(x, p.ranking), select_for_ranking(y, p.ranking)
+    if p.dtype is not None:
+        x, y = x.to(p.dtype), y.to(p.dtype)
     if p.per_frame_max:
         x = x / x.amax(dim=(-2, -1), keepdim=True).clamp_min(EPS)
         y = y / y.amax(dim=(-2, -1), keepdim=True).clamp_min(EPS)
@@ -368,12 +462,12 @@ def frame_metrics(recon: torch.Tensor, target: torch.Tensor, protocol: str | Pro
     Args:
         recon: (..., T, H, W) complex or real.
         target: (..., T, H, W) complex or real.
-        protocol: ``"global"`` or ``"paper"``.
-        with_haarpsi: compute HaarPSI (needs H, W >= 16).
+        protocol: ``"global"``, ``"paper"`` or ``"cmrxrecon"``.
+        with_haarpsi: compute HaarPSI (needs H, W >= 16 after the protocol's crop).
         dists_model: a :class:`cinerecon.evaluate.dists.DISTS` to compute DISTS, or None.
 
     Returns:
-        :class:`Metrics` with tensors of shape (..., T).
+        :class:`Metrics` with tensors of shape (..., T) (T the frames the protocol keeps).
     """
     p = get_protocol(protocol)
     d = prepare(recon, target, p)
@@ -403,7 +497,7 @@ def series_metrics(recon: torch.Tensor, target: torch.Tensor, protocol: str | Pr
     Args:
         recon: (..., T, H, W) complex or real.
         target: (..., T, H, W) complex or real.
-        protocol: ``"global"`` (pooled PSNR / NMSE) or ``"paper"`` (mean of frames).
+        protocol: ``"global"`` (pooled PSNR / NMSE), ``"paper"`` or ``"cmrxrecon"`` (mean of frames).
         with_haarpsi: compute HaarPSI.
         dists_model: DISTS module or None.
 
@@ -420,12 +514,20 @@ def series_metrics(recon: torch.Tensor, target: torch.Tensor, protocol: str | Pr
     return out
 
 
+def scored_size(h: int, w: int, protocol: str | Protocol) -> tuple[int, int]:
+    """(H, W) of the images a protocol scores for a (T, H, W) series (the crop under ``"cmrxrecon"``)."""
+    p = get_protocol(protocol)
+    return ranking_crop_size(h, w, p.ranking) if p.ranking is not None else (h, w)
+
+
 def psnr_from_mse(err: torch.Tensor, data_range: torch.Tensor | float) -> torch.Tensor:
     """10 log10(R^2 / err) elementwise."""
     r = torch.as_tensor(data_range, dtype=err.dtype, device=err.device)
     return 10.0 * torch.log10(r**2 / err)
 
 
-__all__ = ["SSIMConfig", "HaarPSIConfig", "HAARPSI_MIN_SIZE", "Protocol", "PROTOCOLS", "METRIC_NAMES",
-           "HIGHER_IS_BETTER", "Metrics", "Prepared", "get_protocol", "magnitude", "mse", "psnr", "nmse", "ssim",
-           "ssim_map", "haarpsi", "prepare", "frame_metrics", "series_metrics", "psnr_from_mse"]
+__all__ = ["SSIMConfig", "HaarPSIConfig", "HAARPSI_MIN_SIZE", "RankingSelection", "CMRXRECON_RANKING", "Protocol",
+           "PROTOCOLS", "METRIC_NAMES", "HIGHER_IS_BETTER", "Metrics", "Prepared", "get_protocol", "matlab_round",
+           "centre_window", "ranking_crop_size", "ranking_slices", "select_for_ranking", "magnitude", "mse", "psnr",
+           "nmse", "ssim", "ssim_map", "haarpsi", "prepare", "frame_metrics", "series_metrics", "scored_size",
+           "psnr_from_mse"]

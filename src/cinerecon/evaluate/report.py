@@ -1,5 +1,11 @@
 """Tables: per-slice records, Table-1 style summaries with significance marks, statistics,
 dynamic-region and Table-2 style timing tables, as Markdown and CSV.
+
+Records hold DISTS as a distance (:mod:`.metrics`); Table 1 (:func:`summarise`,
+:func:`table1_markdown`, ``table1.csv``) shows it as 1 - DISTS (higher is better) like the
+paper, under the metric name ``"1-dists"``. Statistics test every method against a reference:
+the method given as ``reference`` (the paper tests against its proposed model), else the
+best mean of each group and metric.
 """
 
 from __future__ import annotations
@@ -12,14 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import HIGHER_IS_BETTER
-from .stats import DEFAULT_ALPHA, Comparison, SignificanceResult, compare_to_best
+from ..errors import DataError
+from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from .stats import DEFAULT_ALPHA, Comparison, SignificanceResult, compare_to_best, min_pairs
 from .timing import TimingResult
 
-LABELS = {"psnr": "PSNR", "ssim": "SSIM", "nmse": "NMSE", "haarpsi": "HaarPSI", "dists": "DISTS"}
+LABELS = {"psnr": "PSNR", "ssim": "SSIM", "nmse": "NMSE", "haarpsi": "HaarPSI", "dists": "DISTS",
+          "1-dists": "1 − DISTS"}
 DECIMALS = {"psnr": 2}
 DEFAULT_DECIMALS = 4
 SIG_MARK = "*"
+#: Metrics that Table 1 shows transformed: record name -> (table name, transform); the paper
+#: tabulates 1 - DISTS (a similarity) where records hold the DISTS distance.
+TABLE_FORM = {"dists": ("1-dists", lambda v: 1.0 - v)}
+TABLE_HIGHER_IS_BETTER = {**HIGHER_IS_BETTER, "1-dists": True}
+#: Name prefixes that make a method the default statistical reference (see :func:`default_reference`).
+REFERENCE_PREFIXES = ("crunet",)
 
 
 @dataclass(frozen=True)
@@ -75,12 +89,14 @@ class SummaryRow:
     """Mean and standard deviation of one metric for one method in one (view, accel) group.
 
     Attributes:
-        view, accel, method, metric: the cell.
-        mean, std: over slices (population std, ddof 0).
-        n: number of slices.
+        view, accel, method, metric: the cell; ``metric`` is the table name (``"1-dists"``
+            for DISTS, whose mean and std are then those of 1 - DISTS).
+        mean, std: over slices, or volumes under the cmrxrecon protocol (population std, ddof 0).
+        n: number of slices (volumes).
         is_best: best mean of the group and metric.
-        p_adjusted: Bonferroni-adjusted Wilcoxon p against the best (None for the best).
-        significant: differs significantly from the best.
+        p_adjusted: Bonferroni-adjusted Wilcoxon p against the reference (None for the reference).
+        significant: differs significantly from the reference.
+        is_reference: the method the statistics test the others against.
     """
 
     view: str
@@ -93,6 +109,7 @@ class SummaryRow:
     is_best: bool
     p_adjusted: float | None
     significant: bool
+    is_reference: bool = False
 
 
 def _ordered(items: Iterable[str]) -> list[str]:
@@ -106,7 +123,27 @@ def groups(records: Sequence[SliceRecord | DynamicRecord]) -> list[tuple[str, st
 
 def metrics_present(records: Sequence[SliceRecord]) -> list[str]:
     """Metric names with a value in every record, in canonical order."""
-    return [m for m in LABELS if records and all(r.value(m) is not None for r in records)]
+    return [m for m in METRIC_NAMES if records and all(r.value(m) is not None for r in records)]
+
+
+def default_reference(methods: Iterable[str]) -> str | None:
+    """The proposed model among ``methods``: the first whose name, lower-cased without ``-``, ``_``
+    or spaces, starts with ``crunet`` (CRUNet-MR); None when there is none."""
+    for m in methods:
+        key = "".join(ch for ch in m.lower() if ch.isalnum())
+        if key.startswith(REFERENCE_PREFIXES):
+            return m
+    return None
+
+
+def table_metric(metric: str) -> str:
+    """The name Table 1 uses for a record metric (``"dists"`` -> ``"1-dists"``)."""
+    return TABLE_FORM[metric][0] if metric in TABLE_FORM else metric
+
+
+def table_value(metric: str, value: float) -> float:
+    """A record value as Table 1 shows it (1 - DISTS for ``"dists"``)."""
+    return TABLE_FORM[metric][1](value) if metric in TABLE_FORM else value
 
 
 def paired_values(records: Sequence[SliceRecord], metric: str) -> dict[str, np.ndarray]:
@@ -119,23 +156,40 @@ def paired_values(records: Sequence[SliceRecord], metric: str) -> dict[str, np.n
 
 
 def significance(records: Sequence[SliceRecord], metrics: Sequence[str] | None = None,
-                 alpha: float = DEFAULT_ALPHA) -> list[SignificanceResult]:
-    """Wilcoxon + Bonferroni of the best method against the others, per (view, accel) and metric."""
+                 alpha: float = DEFAULT_ALPHA, reference: str | None = None) -> list[SignificanceResult]:
+    """Wilcoxon + Bonferroni per (view, accel) and metric: a reference against every other method.
+
+    ``reference`` is the method tested against all others (the paper's proposed model); None
+    tests the best mean of each group and metric. A ``reference`` missing from a group raises
+    DataError.
+
+    Groups with fewer paired slices than :func:`~.stats.min_pairs` (where no difference could
+    be significant) are left out.
+    """
     out = []
     metrics = metrics_present(records) if metrics is None else metrics
     for view, accel in groups(records):
         rs = [r for r in records if r.view == view and r.accel == accel]
         for m in metrics:
             vals = paired_values(rs, m)
-            if len(vals) < 2 or min(len(v) for v in vals.values()) == 0:
+            if len(vals) < 2 or min(len(v) for v in vals.values()) < min_pairs(len(vals) - 1, alpha):
                 continue
-            out.append(compare_to_best(vals, m, HIGHER_IS_BETTER[m], alpha, group=f"{view} {accel}"))
+            if reference is not None and reference not in vals:
+                raise DataError(f"reference method {reference!r} is not among the methods of group "
+                                f"'{view} {accel}': {sorted(vals)}")
+            out.append(compare_to_best(vals, m, HIGHER_IS_BETTER[m], alpha, best=reference, group=f"{view} {accel}"))
     return out
 
 
 def summarise(records: Sequence[SliceRecord], sig: Sequence[SignificanceResult] = (),
-              metrics: Sequence[str] | None = None) -> list[SummaryRow]:
-    """Mean ± std per (view, accel, method, metric) with best and significance flags."""
+              metrics: Sequence[str] | None = None, reference: str | None = None) -> list[SummaryRow]:
+    """Mean ± std per (view, accel, method, metric) with best, reference and significance flags.
+
+    Values are shown as Table 1 shows them (:func:`table_value`: 1 - DISTS), under
+    :func:`table_metric` names; the best is the best mean; the reference is ``reference``
+    when given (also where too few slices left the tests out), else the method the
+    significance results ``sig`` tested against (their ``best`` field).
+    """
     metrics = metrics_present(records) if metrics is None else metrics
     sig_by = {(s.group, s.metric): s for s in sig}
     rows = []
@@ -143,19 +197,21 @@ def summarise(records: Sequence[SliceRecord], sig: Sequence[SignificanceResult] 
         rs = [r for r in records if r.view == view and r.accel == accel]
         methods = _ordered(r.method for r in rs)
         for m in metrics:
+            tm = table_metric(m)
             means = {}
             for meth in methods:
-                v = np.array([float(r.value(m)) for r in rs if r.method == meth])
+                v = np.array([table_value(m, float(r.value(m))) for r in rs if r.method == meth])
                 means[meth] = (float(v.mean()), float(v.std()), int(v.size))
             s = sig_by.get((f"{view} {accel}", m))
             finite = {k: mu for k, (mu, _, _) in means.items() if math.isfinite(mu)}
-            pick = max if HIGHER_IS_BETTER[m] else min
-            best = s.best if s is not None else (pick(finite, key=finite.__getitem__) if finite else None)
+            pick = max if TABLE_HIGHER_IS_BETTER[tm] else min
+            best = pick(finite, key=finite.__getitem__) if finite else None
             for meth, (mu, sd, n) in means.items():
                 comp = next((c for c in s.comparisons if c.other == meth), None) if s is not None else None
-                rows.append(SummaryRow(view, accel, meth, m, mu, sd, n, meth == best,
+                rows.append(SummaryRow(view, accel, meth, tm, mu, sd, n, meth == best,
                                        None if comp is None else comp.p_adjusted,
-                                       False if comp is None else comp.significant))
+                                       False if comp is None else comp.significant,
+                                       meth == (reference if reference is not None else s.best if s else None)))
     return rows
 
 
@@ -170,25 +226,29 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def table1_markdown(rows: Sequence[SummaryRow], protocol: str = "") -> str:
+def table1_markdown(rows: Sequence[SummaryRow], protocol: str = "", unit: str = "slices") -> str:
     """Table-1 style Markdown: one table per view, columns (accel, metric), cells mean ± std.
 
     The best mean per column is bold; ``*`` marks a method whose paired values differ
-    significantly from the best (two-sided Wilcoxon, Bonferroni-adjusted p < 0.05).
+    significantly from the reference method (two-sided Wilcoxon, Bonferroni-adjusted
+    p < 0.05), itself marked "(ref.)" when one method is the reference throughout; DISTS is
+    shown as 1 − DISTS. ``unit`` names what n counts (``"volumes"`` under the cmrxrecon protocol).
     """
     parts = []
     if protocol:
         parts.append(f"Metric protocol: `{protocol}`.")
+    refs = {r.method for r in rows if r.is_reference}
+    ref = next(iter(refs)) if len(refs) == 1 else None
     for view in _ordered(r.view for r in rows):
         vr = [r for r in rows if r.view == view]
         cols = _ordered((r.accel, r.metric) for r in vr)
         methods = _ordered(r.method for r in vr)
         cell = {(r.method, r.accel, r.metric): r for r in vr}
-        header = ["Method"] + [f"{a} {LABELS.get(m, m)}{' ↓' if not HIGHER_IS_BETTER.get(m, True) else ''}"
+        header = ["Method"] + [f"{a} {LABELS.get(m, m)}{' ↓' if not TABLE_HIGHER_IS_BETTER.get(m, True) else ''}"
                                for a, m in cols]
         body = []
         for meth in methods:
-            line = [meth]
+            line = [f"{meth} (ref.)" if meth == ref else meth]
             for a, m in cols:
                 r = cell.get((meth, a, m))
                 if r is None:
@@ -199,15 +259,20 @@ def table1_markdown(rows: Sequence[SummaryRow], protocol: str = "") -> str:
                 line.append(txt)
             body.append(line)
         n = max(r.n for r in vr)
-        parts.append(f"### View: {view} (n = {n} slices)\n\n" + markdown_table(header, body))
-    parts.append(f"Bold: best mean. {SIG_MARK}: significantly different from the best "
-                 "(two-sided Wilcoxon signed-rank test, Bonferroni-corrected p < 0.05).")
+        parts.append(f"### View: {view} (n = {n} {unit})\n\n" + markdown_table(header, body))
+    against = f"the reference {ref}" if ref is not None else "the best mean"
+    notes = [f"Bold: best mean. {SIG_MARK}: significantly different from {against} "
+             "(two-sided Wilcoxon signed-rank test, Bonferroni-corrected p < 0.05)."]
+    if any(r.metric == "1-dists" for r in rows):
+        notes.append("DISTS is tabulated as 1 − DISTS (higher is better), as in the paper; the per-slice "
+                     "files hold the DISTS distance.")
+    parts.append(" ".join(notes))
     return "\n\n".join(parts) + "\n"
 
 
 def stats_markdown(results: Sequence[SignificanceResult]) -> str:
-    """One row per comparison: group, metric, best, other, n, W, p, adjusted p."""
-    header = ["Group", "Metric", "Best", "Other", "n", "W", "p", "p (Bonferroni)", "Significant"]
+    """One row per comparison: group, metric, reference, other, n, W, p, adjusted p (DISTS as a distance)."""
+    header = ["Group", "Metric", "Reference", "Other", "n", "W", "p", "p (Bonferroni)", "Significant"]
     body = [[s.group, LABELS.get(s.metric, s.metric), s.best, c.other, str(c.n),
              "nan" if math.isnan(c.statistic) else f"{c.statistic:g}", f"{c.p_value:.3g}", f"{c.p_adjusted:.3g}",
              "yes" if c.significant else "no"] for s in results for c in s.comparisons]

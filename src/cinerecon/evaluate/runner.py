@@ -2,8 +2,9 @@
 
 ``evaluate_dir`` reads each test slice at each acceleration (mask key), runs every
 method, computes the series metrics of :mod:`.metrics` and the dynamic-region
-metrics of :mod:`.dynamic`, tests the best method against the others
-(:mod:`.stats`), times each method on one slice (:mod:`.timing`) and writes:
+metrics of :mod:`.dynamic`, tests a reference method against the others (:mod:`.stats`;
+the paper's proposed model: ``options.reference``, by default the CRUNet-MR entry when
+there is one, else the best mean), times each method on one slice (:mod:`.timing`) and writes:
 
 ``table1.md`` / ``table1.csv``  mean ± std per view and acceleration, significance marks
 ``stats.md`` / ``stats.csv``    Wilcoxon + Bonferroni comparisons
@@ -11,23 +12,31 @@ metrics of :mod:`.dynamic`, tests the best method against the others
 ``table2.md`` / ``table2.csv``  parameters and inference time per slice
 ``metrics_per_slice.csv``, ``dynamic_per_slice.csv``  raw per-slice values
 ``figures/*.png``               reconstructions + error maps, x-t profiles, dynamic bars
+
+Under the ``"cmrxrecon"`` protocol (the CMRxRecon2023 ranking) only the central slices of
+each volume are evaluated (:func:`ranking_files`), and Table 1 and the statistics are over
+volumes: each record is the mean of its volume's scored slices (frames and crop as
+:mod:`.metrics` says), as the challenge averages per subject. Volumes come from the slice
+names our ``prepare`` writes (``P001/cine_sax/slice03``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..data.transforms import mask_key
-from ..errors import DataError, OutputExistsError
+from ..errors import ConfigError, DataError, OutputExistsError
+from ..files import check_writable, inside, safe_name
 from ..operators import SenseOp
 from .dists import try_load_dists
 from .dynamic import DEFAULT_PERCENTILE, region_metrics
 from .figures import FigureConfig, plot_dynamic_bars, plot_reconstructions, plot_xt_profiles
-from .metrics import HAARPSI_MIN_SIZE, get_protocol, series_metrics
+from .metrics import HAARPSI_MIN_SIZE, RankingSelection, get_protocol, ranking_slices, scored_size, series_metrics
 from .report import (
     DynamicRecord,
     DynamicSummaryRow,
@@ -35,6 +44,7 @@ from .report import (
     StatsRow,
     SummaryRow,
     TimingRow,
+    default_reference,
     dynamic_markdown,
     significance,
     stats_markdown,
@@ -46,10 +56,11 @@ from .report import (
     timing_rows,
     write_csv,
 )
-from .stats import DEFAULT_ALPHA, SignificanceResult
+from .stats import DEFAULT_ALPHA, SignificanceResult, min_pairs
 from .timing import TimingConfig, TimingResult, time_call
 
 Method = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+FEW_SLICES = 5  # below this many slices per (view, accel) group the run warns that means and stds are fragile
 OUTPUT_NAMES = ("table1.md", "table1.csv", "stats.md", "stats.csv", "dynamic.md", "dynamic.csv", "table2.md",
                 "table2.csv", "metrics_per_slice.csv", "dynamic_per_slice.csv", "figures")
 
@@ -68,6 +79,9 @@ class EvaluationOptions:
         profile_point: (row, col) of the x-t profile line (default: image centre).
         profile_axis: ``"vertical"`` or ``"horizontal"``.
         device: device for methods and metrics (default: CUDA when available, else CPU).
+        reference: the method the statistics test every other method against (the paper tests
+            against its proposed model); None: the CRUNet-MR entry when there is one
+            (:func:`~.report.default_reference`), else the best mean of each group and metric.
     """
 
     split: str = "test"
@@ -79,6 +93,7 @@ class EvaluationOptions:
     profile_point: tuple[int, int] | None = None
     profile_axis: str = "vertical"
     device: str | None = None
+    reference: str | None = None
 
 
 @dataclass
@@ -97,6 +112,9 @@ class EvaluationResult:
         table1_markdown: the Table-1 Markdown text.
         written: files written.
         dists: whether DISTS was computed.
+        notes: warnings for the user (few slices per group, statistics left out).
+        reference: the statistics' reference method (None: the best mean per group and metric).
+        unit: what a record and n count, ``"slices"`` or ``"volumes"`` (cmrxrecon protocol).
     """
 
     out_dir: Path
@@ -110,6 +128,86 @@ class EvaluationResult:
     table1_markdown: str = ""
     written: list[Path] = field(default_factory=list)
     dists: bool = False
+    notes: list[str] = field(default_factory=list)
+    reference: str | None = None
+    unit: str = "slices"
+
+
+#: A slice name as ``prepare`` writes it: ``<volume>/slice<index>``.
+SLICE_NAME = re.compile(r"^(?P<volume>.+)/slice(?P<index>\d+)$")
+
+
+def volume_slice(path: Path) -> tuple[str, int]:
+    """(volume, 0-based slice index) of one of our HDF5 slices, from its ``name`` attribute.
+
+    ``P001/cine_sax/slice03`` -> (``P001/cine_sax``, 3); a name without a ``/slice<NN>``
+    suffix is a volume of one slice, keyed by the file path.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            name = f.attrs.get("name", path.stem)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read its 'name' attribute: {e}") from e
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    m = SLICE_NAME.match(name)
+    return (m["volume"], int(m["index"])) if m else (str(path), 0)
+
+
+def ranking_files(files: Sequence[Path], sel: RankingSelection) -> tuple[list[Path], dict[Path, str]]:
+    """The files the CMRxRecon ranking scores: the central slices of every volume.
+
+    A volume of n slices (n = its highest slice index + 1) is scored on
+    :func:`~.metrics.ranking_slices` (n), which must all be among ``files``.
+
+    Returns:
+        (the scored files in volume order, file -> volume).
+    """
+    volumes: dict[str, dict[int, Path]] = {}
+    for path in files:
+        volume, index = volume_slice(Path(path))
+        slices = volumes.setdefault(volume, {})
+        if index in slices:
+            raise DataError(f"{path}: slice {index} of volume {volume!r} is also {slices[index]}")
+        slices[index] = Path(path)
+    scored, volume_of = [], {}
+    for volume, slices in volumes.items():
+        n = max(slices) + 1
+        want = ranking_slices(n, sel)
+        missing = [i for i in want if i not in slices]
+        if missing:
+            raise DataError(f"volume {volume!r}: the cmrxrecon protocol scores slices {list(want)} of {n}, but "
+                            f"slice(s) {missing} are not among its files ({sorted(slices)} found)")
+        for i in want:
+            scored.append(slices[i])
+            volume_of[slices[i]] = volume
+    return scored, volume_of
+
+
+def _mean_value(records: Sequence[SliceRecord], metric: str) -> float | None:
+    """Mean of a metric over records (None when one of them lacks it)."""
+    vals = [r.value(metric) for r in records]
+    return None if any(v is None for v in vals) else sum(vals) / len(vals)
+
+
+def _volume_records(per_slice: Mapping[tuple[str, str], list[SliceRecord]]) -> list[SliceRecord]:
+    """One record per (volume, method): the mean of its slices' records (the challenge's per-subject mean)."""
+    out = []
+    for (volume, _), recs in per_slice.items():
+        r0 = recs[0]
+        out.append(SliceRecord(volume, volume, r0.view, r0.accel, r0.method,
+                               *(_mean_value(recs, m) for m in ("psnr", "ssim", "nmse", "haarpsi", "dists"))))
+    return out
+
+
+def _resolve_reference(reference: str | None, methods: Mapping[str, Method]) -> str | None:
+    """The given reference (checked to be a method), else :func:`~.report.default_reference`."""
+    if reference is None:
+        return default_reference(methods)
+    if reference not in methods:
+        raise ConfigError(f"reference method {reference!r} is not among the evaluated methods {list(methods)}")
+    return reference
 
 
 def accel_key(accel: int | str) -> str:
@@ -134,14 +232,39 @@ def _target(path: Path, sample, read_h5) -> torch.Tensor:  # noqa: ANN001 - Cine
     return SenseOp(full.maps[None]).reduce(full.kspace[None])[0]
 
 
-def _run_method(name: str, fn: Method, k: torch.Tensor, m: torch.Tensor, s: torch.Tensor, src: Path) -> torch.Tensor:
+def _run_method(name: str, fn: Method, k: torch.Tensor, m: torch.Tensor, s: torch.Tensor, src: Path,
+                slice_name: str = "", accel: str = "") -> torch.Tensor:
     with torch.no_grad():
         out = fn(k, m, s)
     b, _, t, h, w = k.shape
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (b, t, h, w):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise DataError(f"method {name!r} on {src}: expected an image (B, T, H, W) = {(b, t, h, w)}, got {shape}")
+    finite = torch.isfinite(torch.view_as_real(out) if out.is_complex() else out)
+    if not bool(finite.all()):
+        ck = getattr(fn, "source_checkpoint", None)
+        by = f"method {name!r}" + (f" (checkpoint {ck})" if ck else "")
+        raise DataError(f"{src}: slice {slice_name!r} at {accel}: {by} produced NaN/Inf values in its (B, T, H, W) = "
+                        f"{tuple(out.shape)} output; no tables written")
     return out
+
+
+def _group_notes(records: list[SliceRecord], alpha: float, unit: str = "slices") -> list[str]:
+    """Warnings for (view, accel) groups with few slices (or volumes), and where the Wilcoxon tests are left out."""
+    notes = []
+    for view, accel in dict.fromkeys((r.view, r.accel) for r in records):
+        rs = [r for r in records if r.view == view and r.accel == accel]
+        n = len({r.file for r in rs})
+        methods = len({r.method for r in rs})
+        need = min_pairs(methods - 1, alpha)
+        if n < FEW_SLICES:
+            notes.append(f"{view} {accel}: only {n} {unit}; means and standard deviations over so few {unit} "
+                         f"are fragile (use at least {FEW_SLICES})")
+        if methods > 1 and n < need:
+            notes.append(f"{view} {accel}: Wilcoxon tests left out: with {n} {unit} and {methods - 1} Bonferroni "
+                         f"comparison(s) no difference can reach p < {alpha:g} (the exact test needs at least "
+                         f"{need} {unit})")
+    return notes
 
 
 def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir: str | Path,
@@ -156,7 +279,7 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
             (nn.Modules count parameters in Table 2).
         out_dir: output folder.
         accels: mask keys (``"R04"``) or integers (4 -> ``"R04"``).
-        protocol: ``"paper"`` or ``"global"`` (see :mod:`.metrics`).
+        protocol: ``"paper"``, ``"global"`` or ``"cmrxrecon"`` (see :mod:`.metrics` and above).
         dists_weights: DISTS weights (file or folder; see :mod:`.dists`); None uses the
             environment variables and skips DISTS when they are unset.
         overwrite: replace existing outputs in ``out_dir``.
@@ -169,7 +292,8 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
 
     if not methods:
         raise DataError("no methods to evaluate")
-    get_protocol(protocol)
+    p = get_protocol(protocol)
+    reference = _resolve_reference(options.reference, methods)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist")
@@ -178,53 +302,86 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
     if not files:
         counts = ", ".join(f"{k}: {len(v)}" for k, v in splits.items())
         raise DataError(f"no HDF5 slices in split {options.split!r} under {data_dir} ({counts})")
+    volume_of: dict[Path, str] = {}
+    if p.ranking is not None:
+        files, volume_of = ranking_files(files, p.ranking)
+    dyn_protocol = "paper" if p.ranking is not None else protocol  # dynamic regions need whole series
     _prepare_out(out_dir, overwrite)
     dev = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dists_model = try_load_dists(dists_weights, device=dev)
-    res = EvaluationResult(out_dir, protocol, dists=dists_model is not None)
+    res = EvaluationResult(out_dir, protocol, dists=dists_model is not None, reference=reference,
+                           unit="volumes" if volume_of else "slices")
     fig_dir = out_dir / "figures"
     for a_index, accel in enumerate(accel_key(a) for a in accels):
+        per_volume: dict[tuple[str, str], list[SliceRecord]] = {}
         for i, path in enumerate(files):
             sample = read_h5(path, mask_key=accel)
             meta = sample.meta
             target = _target(path, sample, read_h5).to(dev)
             k, m, s = sample.kspace[None].to(dev), sample.mask[None].to(dev), sample.maps[None].to(dev)
-            with_haarpsi = min(target.shape[-2:]) >= HAARPSI_MIN_SIZE
+            scored = scored_size(*target.shape[-2:], p)
+            if min(scored) < p.ssim.size:
+                raise DataError(f"{path}: the {protocol!r} protocol scores {scored[0]}x{scored[1]} images of this "
+                                f"{tuple(target.shape[-2:])} slice, smaller than the {p.ssim.size}x{p.ssim.size} "
+                                "SSIM window")
+            with_haarpsi = min(scored) >= HAARPSI_MIN_SIZE
             recons = {}
             for name, fn in methods.items():
-                rec = _run_method(name, fn, k, m, s, path)[0]
+                rec = _run_method(name, fn, k, m, s, path, meta.name, accel)[0]
                 sm = series_metrics(rec, target, protocol, with_haarpsi=with_haarpsi, dists_model=dists_model)
-                rm = region_metrics(rec, target, protocol, options.percentile)
-                res.records.append(SliceRecord(
+                rm = region_metrics(rec, target, dyn_protocol, options.percentile)
+                record = SliceRecord(
                     str(path), meta.name, meta.view, accel, name, float(sm.psnr), float(sm.ssim), float(sm.nmse),
-                    None if sm.haarpsi is None else float(sm.haarpsi), None if sm.dists is None else float(sm.dists)))
+                    None if sm.haarpsi is None else float(sm.haarpsi), None if sm.dists is None else float(sm.dists))
+                if volume_of:
+                    per_volume.setdefault((volume_of[path], name), []).append(record)
+                else:
+                    res.records.append(record)
                 res.dynamic.append(DynamicRecord(str(path), meta.name, meta.view, accel, name, float(rm.psnr_dynamic),
                                                  float(rm.psnr_static), float(rm.ssim_dynamic), float(rm.ssim_static)))
                 if i == 0:
                     recons[name] = rec.cpu()
             if i == 0 and options.figures:
                 label = f"{meta.name} {accel}"
-                res.written.append(plot_reconstructions(target.cpu(), recons, fig_dir / f"recon_{accel}.png",
+                res.written.append(plot_reconstructions(target.cpu(), recons,
+                                                        _figure_path(fig_dir, ("recon", accel), overwrite),
                                                         title=label, cfg=options.figure))
-                res.written.append(plot_xt_profiles(target.cpu(), recons, fig_dir / f"xt_{accel}.png",
+                res.written.append(plot_xt_profiles(target.cpu(), recons,
+                                                    _figure_path(fig_dir, ("xt", accel), overwrite),
                                                     options.profile_point, options.profile_axis, label, options.figure))
             if i == 0 and a_index == 0:
                 res.timings = [time_call(fn, k, m, s, cfg=options.timing, name=name, device=dev)
                                for name, fn in methods.items()]
-    _write_reports(res, options)
+        res.records += _volume_records(per_volume)
+    res.notes = _group_notes(res.records, options.alpha, res.unit)
+    _write_reports(res, options, overwrite)
     return res
 
 
-def _write_reports(res: EvaluationResult, options: EvaluationOptions) -> None:
+def _figure_path(fig_dir: Path, parts: tuple[str, ...], overwrite: bool) -> Path:
+    """``fig_dir/<part>_<part>....png`` with each part made a safe name, checked to stay in ``fig_dir`` and
+    not to replace a file without ``overwrite``.
+
+    Parts of figure names come from the data (a slice's ``view`` attribute) and flags (mask keys).
+    """
+    path = inside(fig_dir, fig_dir / ("_".join(safe_name(p) for p in parts) + ".png"), "figure")
+    check_writable([path], overwrite)
+    return path
+
+
+def _write_reports(res: EvaluationResult, options: EvaluationOptions, overwrite: bool = False) -> None:
     out = res.out_dir
-    res.significance = significance(res.records, alpha=options.alpha)
-    res.summary = summarise(res.records, res.significance)
+    res.significance = significance(res.records, alpha=options.alpha, reference=res.reference)
+    res.summary = summarise(res.records, res.significance, reference=res.reference)
     res.dynamic_summary = summarise_dynamic(res.dynamic)
-    res.table1_markdown = table1_markdown(res.summary, res.protocol)
+    res.table1_markdown = table1_markdown(res.summary, res.protocol, res.unit)
     note = "" if res.dists else "\nDISTS not computed (no weights configured; see cinerecon.evaluate.dists).\n"
+    note += "".join(f"\nNote: {n}.\n" for n in res.notes)
     (out / "table1.md").write_text(res.table1_markdown + note)
     (out / "stats.md").write_text(stats_markdown(res.significance))
-    (out / "dynamic.md").write_text(dynamic_markdown(res.dynamic_summary, options.percentile))
+    dyn_note = ("Under the cmrxrecon protocol the dynamic regions use the paper protocol on the whole series "
+                "of the scored slices (one row per slice).\n\n" if res.unit == "volumes" else "")
+    (out / "dynamic.md").write_text(dyn_note + dynamic_markdown(res.dynamic_summary, options.percentile))
     (out / "table2.md").write_text(table2_markdown(res.timings))
     res.written += [out / n for n in ("table1.md", "stats.md", "dynamic.md", "table2.md")]
     res.written += [
@@ -238,5 +395,5 @@ def _write_reports(res: EvaluationResult, options: EvaluationOptions) -> None:
     if options.figures:
         for view, accel in dict.fromkeys((r.view, r.accel) for r in res.dynamic_summary):
             rows = [r for r in res.dynamic_summary if r.view == view and r.accel == accel]
-            res.written.append(plot_dynamic_bars(rows, out / "figures" / f"dynamic_{view}_{accel}.png",
-                                                 f"{view} {accel}", options.figure))
+            res.written.append(plot_dynamic_bars(rows, _figure_path(out / "figures", ("dynamic", view, accel),
+                                                                    overwrite), f"{view} {accel}", options.figure))

@@ -87,6 +87,22 @@ def best_method(values: Mapping[str, Sequence[float] | np.ndarray], higher_is_be
     return pick(valid, key=valid.__getitem__)
 
 
+def min_pairs(n_comparisons: int, alpha: float = DEFAULT_ALPHA) -> int:
+    """Fewest pairs with which a two-sided Wilcoxon signed-rank test can reach significance after Bonferroni.
+
+    The smallest two-sided p-value of the exact test on n pairs is 2 / 2**n (every
+    difference of one sign), so with m comparisons at level alpha a difference can only be
+    significant when 2 / 2**n < alpha / m. With fewer pairs the test cannot find anything,
+    and its p = 1 would read as "no difference"; such tests are left out instead.
+    alpha = 0.05: 6 pairs for one comparison, 8 for four.
+    """
+    m = max(int(n_comparisons), 1)
+    n = 1
+    while 2.0 / 2 ** n >= alpha / m:
+        n += 1
+    return n
+
+
 def wilcoxon_pair(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """Two-sided Wilcoxon signed-rank test of paired a, b: (statistic, p-value).
 

@@ -14,19 +14,33 @@ Each iteration (cascade) applies
 3. a 3x3 convolution to 2 channels (real, imaginary) added to the cascade input;
 
 followed by data consistency. The iteration hidden states travel between cascades as a
-:class:`CRNNState` handed along by :class:`~cinerecon.models.unrolled.Unrolled`, and the
-weights are shared across iterations as in the paper (``share_weights=False`` gives each
-cascade its own weights).
+:class:`CRNNState` handed along by :class:`~cinerecon.models.unrolled.Unrolled`.
 
-Simplifications / differences to the paper: multi-coil SENSE data consistency (hard, or
-soft with a learnable weight) instead of single-coil k-space DC; each cascade's input is
-normalised by the shared wrapper (per-sample mean/std), so hidden states are features of
-normalised images.
+Presets (``build_model("crnn", preset=...)``, see :data:`PRESETS`):
+
+* ``"original"``: the authors' function, equal to their code with their published
+  weights (``crnn_mri_d5_c5.pth``, loadable with
+  :func:`cinerecon.models.compat.load_authors_state_dict`): the raw zero-filled image
+  enters the network (no normalisation), and all-zero hidden states (the first frame of
+  each direction, every iteration state in the first iteration) still pass through their
+  convolutions, so those convolutions' biases act. With one coil and all-ones maps the
+  hard DC is the original's single-coil k-space DC; with more coils it is SENSE DC.
+* ``"normalised"`` (ours, the default): each cascade's input is standardised by the shared
+  wrapper (per-sample mean / std, undone on the output), and convolutions of all-zero
+  states are skipped (their biases do not act), so hidden states are features of
+  normalised images and the network is equivariant to the intensity scale of the data
+  (the original is not: its biases set an absolute scale).
+
+Both have nf = 64, 5 layers, 5 iterations sharing one set of weights: 297,794 parameters
+(the published checkpoint). The seed paper's Table 1 row (CRNN-MRI, 1.49 M parameters)
+counts five unshared copies of the original: its configuration is
+``build_model("crnn", preset="original", share_weights=False)``, 1,488,970 parameters.
+Both presets take any field of :class:`CRNNConfig` as an override.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
@@ -55,52 +69,75 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1)
 
 
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """A convolution applied to an all-zero input: its bias, shaped (1, C, 1, 1)."""
+    return conv.bias.view(1, -1, 1, 1)
+
+
 class BCRNNLayer(nn.Module):
     """Bidirectional convolutional recurrent layer over time with an iteration input.
 
     The input-to-hidden and iteration-to-hidden convolutions do not depend on the previous
     frame and run batched over all frames; only the hidden-to-hidden convolution is
-    sequential. One cell serves both directions.
+    sequential, and both directions advance together in one batched convolution per step.
+    One cell serves both directions.
+
+    Args:
+        cin: input channels.
+        nf: hidden channels.
+        zero_state_bias: all-zero states (h_(-1) of each direction, the iteration state
+            of the first cascade) pass through their convolutions, so ``w_h`` and ``w_i``
+            add their biases there (the original); otherwise those terms are skipped.
     """
 
-    def __init__(self, cin: int, nf: int) -> None:
+    def __init__(self, cin: int, nf: int, zero_state_bias: bool = False) -> None:
         super().__init__()
         self.w_x = _conv(cin, nf)
         self.w_h = _conv(nf, nf)
         self.w_i = _conv(nf, nf)
+        self.zero_state_bias = zero_state_bias
 
     def forward(self, x: torch.Tensor, h_iter: torch.Tensor | None) -> torch.Tensor:
-        """x (B, T, cin, H, W), h_iter (B, T, nf, H, W) or None -> (B, T, nf, H, W)."""
+        """x (B, T, cin, H, W), h_iter (B, T, nf, H, W) or None (zeros) -> (B, T, nf, H, W)."""
         b, t, c, h, w = x.shape
         drive = self.w_x(x.reshape(b * t, c, h, w))
         if h_iter is not None:
             drive = drive + self.w_i(h_iter.reshape(b * t, -1, h, w))
+        elif self.zero_state_bias:
+            drive = drive + _bias(self.w_i)
         drive = drive.view(b, t, -1, h, w)
-        outs = []
-        for order in (range(t), reversed(range(t))):
-            hid = None
-            seq: list[torch.Tensor | None] = [None] * t
-            for k in order:
-                pre = drive[:, k] if hid is None else drive[:, k] + self.w_h(hid)
-                hid = F.relu(pre)
-                seq[k] = hid
-            outs.append(torch.stack(seq, dim=1))
-        return outs[0] + outs[1]
+        both = torch.cat([drive, drive.flip(1)], dim=0)  # forward and backward sequences
+        first = both[:, 0] + _bias(self.w_h) if self.zero_state_bias else both[:, 0]
+        hid = F.relu(first)
+        seq = [hid]
+        for k in range(1, t):
+            hid = F.relu(both[:, k] + self.w_h(hid))
+            seq.append(hid)
+        out = torch.stack(seq, dim=1)
+        return out[:b] + out[b:].flip(1)
 
 
 class CRNNiLayer(nn.Module):
-    """Convolutional recurrence over iterations only: ReLU(W * x + W_i * h^(i-1)), per frame."""
+    """Convolutional recurrence over iterations only: ReLU(W * x + W_i * h^(i-1)), per frame.
 
-    def __init__(self, nf: int) -> None:
+    Args:
+        nf: channels.
+        zero_state_bias: a missing (all-zero) iteration state still adds ``w_i``'s bias.
+    """
+
+    def __init__(self, nf: int, zero_state_bias: bool = False) -> None:
         super().__init__()
         self.w_x = _conv(nf, nf)
         self.w_i = _conv(nf, nf)
+        self.zero_state_bias = zero_state_bias
 
     def forward(self, x: torch.Tensor, h_iter: torch.Tensor | None) -> torch.Tensor:
-        """x, h_iter (B*T, nf, H, W) -> (B*T, nf, H, W)."""
+        """x, h_iter (B*T, nf, H, W) (h_iter None: zeros) -> (B*T, nf, H, W)."""
         pre = self.w_x(x)
         if h_iter is not None:
             pre = pre + self.w_i(h_iter)
+        elif self.zero_state_bias:
+            pre = pre + _bias(self.w_i)
         return F.relu(pre)
 
 
@@ -110,14 +147,15 @@ class CRNNDenoiser(nn.Module):
     Args:
         nf: feature channels.
         layers: total layers: 1 BCRNN + (layers - 2) CRNN-i + 1 output convolution.
+        zero_state_bias: see :class:`BCRNNLayer`.
     """
 
-    def __init__(self, nf: int = 64, layers: int = 5) -> None:
+    def __init__(self, nf: int = 64, layers: int = 5, zero_state_bias: bool = False) -> None:
         super().__init__()
         if layers < 2 or nf < 1:
             raise ConfigError(f"CRNN needs layers >= 2 and nf >= 1, got layers={layers}, nf={nf}")
-        self.bcrnn = BCRNNLayer(2, nf)
-        self.crnn_i = nn.ModuleList([CRNNiLayer(nf) for _ in range(layers - 2)])
+        self.bcrnn = BCRNNLayer(2, nf, zero_state_bias)
+        self.crnn_i = nn.ModuleList([CRNNiLayer(nf, zero_state_bias) for _ in range(layers - 2)])
         self.out = _conv(nf, 2)
 
     def forward(self, x: torch.Tensor, state: CRNNState | None) -> tuple[torch.Tensor, CRNNState]:
@@ -137,14 +175,18 @@ class CRNNDenoiser(nn.Module):
 
 @dataclass(frozen=True)
 class CRNNConfig:
-    """CRNN-MRI hyper-parameters (paper: 5 iterations, 5 layers, 64 channels, shared weights).
+    """CRNN-MRI hyper-parameters; the defaults are the ``"normalised"`` preset (ours).
 
     Attributes:
-        nf: feature channels.
-        layers: layers per iteration (BCRNN + CRNN-i + output conv).
-        cascades: iterations.
-        share_weights: one set of weights for all iterations (the paper's recurrence).
+        nf: feature channels (paper: 64).
+        layers: layers per iteration, BCRNN + CRNN-i + output conv (paper: 5).
+        cascades: iterations (paper: 5).
+        share_weights: one set of weights for all iterations (the published checkpoint);
+            ``False`` gives each cascade its own (the seed paper's 1.49 M count).
         dc_lambda: soft-DC weight initialisation; None = hard (noiseless) DC as in the paper.
+        normalise: standardise each cascade's input (ours); the original does not.
+        zero_state_bias: all-zero states pass through their convolutions so their biases
+            act (the original); ours skips them.
         checkpoint_cascades: activation checkpointing per cascade.
     """
 
@@ -153,26 +195,42 @@ class CRNNConfig:
     cascades: int = 5
     share_weights: bool = True
     dc_lambda: float | None = None
+    normalise: bool = True
+    zero_state_bias: bool = False
     checkpoint_cascades: bool = False
+
+
+#: Named configurations: the authors' function and our normalised variant (the default).
+PRESETS: dict[str, CRNNConfig] = {
+    "normalised": CRNNConfig(),
+    "original": CRNNConfig(normalise=False, zero_state_bias=True),
+}
 
 
 @register("crnn")
 class CRNN(Unrolled):
     """CRNN-MRI (Qin et al. 2019) on the shared unrolled wrapper.
 
-    Called as ``model(kspace (B, C, T, H, W), mask, sens_maps (B, C, 1, H, W)) -> (B, T, H, W)``;
-    keyword arguments are the fields of :class:`CRNNConfig`.
+    Called as ``model(kspace (B, C, T, H, W), mask, sens_maps (B, C, 1, H, W)) -> (B, T, H, W)``
+    complex. Keyword arguments: ``preset`` (a name in :data:`PRESETS`, default
+    ``"normalised"``) and any field of :class:`CRNNConfig` overriding it.
     """
 
-    def __init__(self, **kwargs) -> None:
-        cfg = config_from_kwargs(CRNNConfig, "crnn", kwargs)
+    def __init__(self, preset: str = "normalised", **overrides) -> None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown CRNN preset {preset!r}; available: {sorted(PRESETS)}")
+        cfg = config_from_kwargs(CRNNConfig, "crnn", {**asdict(PRESETS[preset]), **overrides})
         if cfg.cascades < 1:
             raise ConfigError(f"CRNN needs cascades >= 1, got {cfg.cascades}")
+        make = lambda: CRNNDenoiser(cfg.nf, cfg.layers, cfg.zero_state_bias)  # noqa: E731
         if cfg.share_weights:
-            shared = CRNNDenoiser(cfg.nf, cfg.layers)
-            denoisers = [shared] * cfg.cascades
+            denoisers = [make()] * cfg.cascades
         else:
-            denoisers = [CRNNDenoiser(cfg.nf, cfg.layers) for _ in range(cfg.cascades)]
+            denoisers = [make() for _ in range(cfg.cascades)]
         super().__init__(denoisers, pad_multiple=1, dc=SoftDC(cfg.dc_lambda),
-                         checkpoint_cascades=cfg.checkpoint_cascades)
+                         checkpoint_cascades=cfg.checkpoint_cascades, normalise=cfg.normalise)
         self.config = cfg
+
+    def config_dict(self) -> dict:
+        """Keyword arguments that rebuild this model with ``build_model("crnn", **kw)``."""
+        return asdict(self.config)

@@ -145,11 +145,13 @@ class CAB(nn.Module):
         chans: channels in and out.
         reduction: channel reduction of the attention bottleneck.
         use_ca: apply channel attention (PromptMR's ``no_use_ca=False``).
+        act: an activation module to use (and share with other blocks); None = a new PReLU.
     """
 
-    def __init__(self, chans: int, reduction: int = 4, use_ca: bool = True) -> None:
+    def __init__(self, chans: int, reduction: int = 4, use_ca: bool = True, act: nn.Module | None = None) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(chans, chans, 3, padding=1, bias=False), nn.PReLU(),
+        self.body = nn.Sequential(nn.Conv2d(chans, chans, 3, padding=1, bias=False),
+                                  nn.PReLU() if act is None else act,
                                   nn.Conv2d(chans, chans, 3, padding=1, bias=False))
         self.ca = ChannelAttention(chans, reduction) if use_ca else nn.Identity()
 
