@@ -66,6 +66,19 @@ def test_failing_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left behind
 
 
+def test_checkpoint_mode_follows_umask(tmp_path):
+    import os
+
+    model, opt, sched, cfg = _setup()
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "last.pt", model, opt, sched, epoch=1, cfg=cfg)
+        text = ckpt.atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644 and text.stat().st_mode & 0o777 == 0o644
+
+
 def test_rng_state_round_trip():
     torch.manual_seed(3)
     np.random.seed(4)

@@ -315,3 +315,28 @@ def test_discover_2024_layout_and_kus_key(tmp_path):
     assert read_masks(subs[1].mask_files[0])[0].key == "R16_ktGaussian"
     with CmrxKspaceFile(kus) as f:
         assert f.key == "kus" and f.accel_key == "R16_ktGaussian"
+
+
+def test_prepare_cli_announces_r24_split_and_missing_geometry(tmp_path, capsys):
+    pytest.importorskip("cinerecon.coils")
+    from cinerecon.cli import main
+
+    src = tmp_path / "src"
+    make_tree(src, coils=2, kx=16, ky=16, t=2, sz=1)  # TrainingSet P001, P002 fully sampled; ValidationSet undersampled
+    assert main(["prepare", "cmrxrecon", str(src), str(tmp_path / "dst"), "--views", "sax", "--acs", "8",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "R24 mask" in out and "2 fully sampled slices" in out
+    assert "train: 2 subjects, 2 slices (2 fully sampled)" in out and "val: 0 subjects" in out
+    assert "no fully sampled slice in val, test" in out and "--split-fractions" in out
+    assert "no scanner geometry" in out
+    assert main(["prepare", "cmrxrecon", str(src), str(tmp_path / "dst2"), "--views", "sax", "--acs", "8",
+                 "--split-fractions", "1", "1", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "from --split-file / --split-fractions" in out and "val: 1 subjects, 1 slices (1 fully sampled)" in out
+
+
+def test_all_zero_mask_file_refused(tmp_path):
+    write_mat73(tmp_path / "cine_sax_mask.mat", {"mask04": np.zeros((8, 8))})
+    with pytest.raises(DataError, match=r"cine_sax_mask.mat: mask key 'mask04'.*no line in every frame"):
+        read_masks(tmp_path / "cine_sax_mask.mat")

@@ -30,13 +30,64 @@ def test_nifti_axes_spacing_and_values(tmp_path):
     np.testing.assert_allclose(np.diag(img.affine), [1.5, 2.0, 1.0, 1.0])
     assert img.header.get_zooms() == pytest.approx((1.5, 2.0, 1.0, 40.0))
     assert img.header.get_xyzt_units() == ("mm", "msec")
+    assert b"no scanner geometry" in img.header["descrip"].tobytes()
+
+
+def test_nifti_without_frame_time_says_unknown(tmp_path):
+    img = nib.load(write_nifti(tmp_path / "a.nii.gz", cine()))
+    assert img.header.get_xyzt_units() == ("mm", "unknown") and img.header.get_zooms()[3] == 1.0
+
+
+def test_gif_upscaled_to_readable_size_keeping_aspect(tmp_path):
+    import imageio.v3 as iio
+
+    x = cine(t=3, h=48, w=40)
+    frames = iio.imread(write_gif(tmp_path / "a.gif", x), index=None)
+    assert frames.shape[1:3] == (48 * 7, 40 * 7)  # 7 = ceil(256 / 40): short side >= 256
+    frames = iio.imread(write_gif(tmp_path / "b.gif", x, scale=2), index=None)
+    assert frames.shape[1:3] == (96, 80)
+    with pytest.raises(ConfigError, match="scale"):
+        write_gif(tmp_path / "c.gif", x, scale=0)
+    with pytest.raises(ConfigError, match="fps"):
+        write_gif(tmp_path / "c.gif", x, fps=-1)
+    assert not (tmp_path / "c.gif").exists()
+
+
+def test_outputs_honour_umask_and_leave_no_temporary_file(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        paths = write_outputs(tmp_path / "s", ReconRecord(cine()), ["h5", "nifti", "gif"])
+    finally:
+        os.umask(old)
+    for p in paths.values():
+        assert p.stat().st_mode & 0o777 == 0o644, p
+    old = os.umask(0o077)
+    try:
+        p = write_recon_h5(tmp_path / "private.h5", ReconRecord(cine()))
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o600
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["private.h5", "s.gif", "s.h5", "s.nii.gz"]
+
+
+def test_failed_write_removes_its_temporary_file_whose_name_matches_no_input_glob(tmp_path):
+    from cinerecon.files import atomic_output
+
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "x.h5") as tmp:
+            assert tmp.parent == tmp_path and tmp.name.endswith(".part")
+            assert not list(tmp_path.rglob("*.h5")) and not list(tmp_path.rglob("*.pt"))
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_gif_frames_match_numpy_window(tmp_path):
     import imageio.v3 as iio
 
     x = cine(t=4, h=10, w=8, seed=1)
-    p = write_gif(tmp_path / "a.gif", x, fps=10)
+    p = write_gif(tmp_path / "a.gif", x, fps=10, scale=1)
     frames = iio.imread(p, index=None)
     if frames.ndim == 4:  # RGB(A) decoding
         frames = frames[..., 0]
@@ -103,9 +154,12 @@ def test_mp4_without_backend_says_what_to_install(tmp_path):
 def test_mp4_round_trip_frame_count(tmp_path):
     import imageio.v3 as iio
 
-    x = cine()
+    x = cine(t=5, h=48, w=40)
     path = write_mp4(tmp_path / "a.mp4", x)
     frames = iio.imread(path, plugin="FFMPEG" if importlib.util.find_spec("imageio_ffmpeg") else "pyav")
-    assert frames.shape[0] == x.shape[0]
+    assert frames.shape[:3] == (5, 48 * 7, 40 * 7)  # aspect ratio kept, short side >= 256
+    odd = iio.imread(write_mp4(tmp_path / "b.mp4", cine(t=2, h=5, w=3), scale=1),
+                     plugin="FFMPEG" if importlib.util.find_spec("imageio_ffmpeg") else "pyav")
+    assert odd.shape[1:3] == (6, 4)  # one black row / column for the encoder, no resize
     with pytest.raises(OutputExistsError):
         write_mp4(path, x)

@@ -20,7 +20,7 @@ from cinerecon.errors import DataError  # noqa: E402
 
 
 def header_xml(enc_x: int, rec_x: int, lines: int, frames: int, centre: int | None = None,
-               fov=(320.0, 240.0), traj=xsd.trajectoryType.CARTESIAN) -> str:
+               fov=(320.0, 240.0), traj=xsd.trajectoryType.CARTESIAN, tr: float | None = None) -> str:
     centre = lines // 2 if centre is None else centre
     enc = xsd.encodingType(
         encodedSpace=xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=enc_x, y=lines, z=1),
@@ -33,7 +33,8 @@ def header_xml(enc_x: int, rec_x: int, lines: int, frames: int, centre: int | No
             slice=xsd.limitType(minimum=0, maximum=1, center=0)),
         trajectory=traj)
     hdr = xsd.ismrmrdHeader(experimentalConditions=xsd.experimentalConditionsType(H1resonanceFrequency_Hz=63500000),
-                            encoding=[enc])
+                            encoding=[enc],
+                            sequenceParameters=None if tr is None else xsd.sequenceParametersType(TR=[tr]))
     return hdr.toXML("utf-8")
 
 
@@ -44,8 +45,11 @@ def rand_k(c, t, h, w, seed=0) -> np.ndarray:
 
 def write_file(path: Path, ks: list[np.ndarray], lines: np.ndarray | None = None, rec_x: int | None = None,
                noise: bool = True, reverse_every: int = 0, extra_coil_acq: bool = False, seed: int = 0,
-               **hdr_kw) -> Path:
-    """One ISMRMRD file; ``ks[s]`` is slice s k-space (C, T, H, W); ``lines`` (T, W) bool selects acquired lines."""
+               geometry: dict | None = None, **hdr_kw) -> Path:
+    """One ISMRMRD file; ``ks[s]`` is slice s k-space (C, T, H, W); ``lines`` (T, W) bool selects acquired lines.
+
+    ``geometry[s]`` = (position, read_dir, phase_dir, slice_dir) goes into the headers of slice s.
+    """
     c, t, h, w = ks[0].shape
     ds = ismrmrd.Dataset(str(path), "dataset", create_if_needed=True)
     ds.write_xml_header(header_xml(h, rec_x or h, w, t, **hdr_kw))
@@ -65,6 +69,9 @@ def write_file(path: Path, ks: list[np.ndarray], lines: np.ndarray | None = None
         acq.idx.kspace_encode_step_1 = e
         acq.idx.phase = p
         acq.idx.slice = s
+        if geometry is not None:
+            for name, v in zip(("position", "read_dir", "phase_dir", "slice_dir"), geometry[s]):
+                getattr(acq, name)[:] = [float(x) for x in v]
         if rev:
             acq.set_flag(ismrmrd.ACQ_IS_REVERSE)
         ds.append_acquisition(acq)
@@ -175,3 +182,43 @@ def test_prepare_ismrmrd_end_to_end(tmp_path):
     assert r8.mask.sum() < 16
     assert (out / "test.txt").read_text().split() == ["scan_s00.h5"]
     assert main(["prepare", "ismrmrd", str(p), str(out), "--acs", "8", "--quiet"]) == 2  # exists
+
+
+def _rotation(seed: int) -> np.ndarray:
+    """An oblique orthonormal frame (columns read, phase, slice), right-handed."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((3, 3)))
+    return q * np.sign(np.linalg.det(q))
+
+
+def test_two_slices_exported_to_nifti_overlay_at_scanner_positions(tmp_path):
+    """Slices of one oblique series land where the headers say, in RAS world coordinates (nibabel)."""
+    pytest.importorskip("cinerecon.coils")
+    nib = pytest.importorskip("nibabel")
+    from cinerecon.cli import main
+
+    c, t, h, w = 2, 3, 16, 12
+    rot = _rotation(1)
+    read, phase, normal = rot.T
+    p0 = np.array([12.0, -30.0, 45.0])
+    geo = {s: (p0 + 8.0 * s * normal, read, phase, normal) for s in range(2)}
+    ks = [rand_k(c, t, h, w, seed=s) for s in range(2)]
+    raw = write_file(tmp_path / "geo.h5", ks, geometry=geo, tr=38.5)  # fov (320, 240, z=8): 20 mm x 20 mm, 8 mm
+    data, out = tmp_path / "data", tmp_path / "recon"
+    assert main(["prepare", "ismrmrd", str(raw), str(data), "--acs", "8", "--accels", "4", "--quiet"]) == 0
+    assert main(["reconstruct", str(data), "--method", "zero_filled", "--accel", "none", "--out", str(out),
+                 "--formats", "nifti", "--quiet"]) == 0
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    ijk = np.array([[0, 0, 0], [h - 1, 0, 0], [0, w - 1, 0], [h // 2, w // 2, 0], [5, 7, 0]], dtype=float)
+    centres = []
+    for s in range(2):
+        img = nib.load(out / f"geo_s{s:02d}_zero_filled_stored.nii.gz")
+        world = nib.affines.apply_affine(img.affine, ijk)
+        lps = geo[s][0] + (ijk[:, :1] - h // 2) * 20.0 * read + (ijk[:, 1:2] - w // 2) * 20.0 * phase
+        np.testing.assert_allclose(world, lps @ lps_to_ras.T, atol=1e-3)
+        np.testing.assert_allclose(img.affine[:3, 2], lps_to_ras @ (8.0 * normal), atol=1e-4)
+        assert img.header.get_zooms() == pytest.approx((20.0, 20.0, 8.0, 38.5), abs=1e-4)
+        assert img.header.get_xyzt_units() == ("mm", "msec") and int(img.header["sform_code"]) == 1
+        np.testing.assert_allclose(img.get_qform(), img.affine, atol=1e-3)  # qform agrees (rotation + flip)
+        centres.append(nib.affines.apply_affine(img.affine, [h // 2, w // 2, 0]))
+    # the second slice sits one slice thickness further along the slice normal, overlaying in world space
+    np.testing.assert_allclose(centres[1] - centres[0], lps_to_ras @ (8.0 * normal), atol=1e-3)

@@ -58,6 +58,7 @@ def test_normalise_accel():
 def test_input_files_excludes_output_folder(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.h5").write_bytes(b"")
+    (tmp_path / "a" / ".x.h5.k2j4.tmp.h5").write_bytes(b"")  # an older writer's leftover after kill -9
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "y.h5").write_bytes(b"")
     assert input_files(tmp_path, exclude=tmp_path / "out") == [tmp_path / "a" / "x.h5"]
@@ -107,8 +108,10 @@ def test_cli_stored_kspace_no_acs_maps(tmp_path):
     pytest.importorskip("cinerecon.coils")
     d = make_file(tmp_path / "s0.h5", h=16, w=16)
     out = tmp_path / "out"
-    assert main(["reconstruct", str(tmp_path), "--method", "zero_filled", "--no-acs-maps", "--out", str(out),
-                 "--formats", "h5", "--quiet"]) == 0
+    argv = ["reconstruct", str(tmp_path), "--method", "zero_filled", "--no-acs-maps", "--out", str(out),
+            "--formats", "h5", "--quiet"]
+    assert main(argv) == 2 and not out.exists()  # fully sampled without --accel: asks for it
+    assert main(argv + ["--accel", "none"]) == 0
     with h5py.File(out / "s0_zero_filled_stored.h5", "r") as f:
         r = f["recon"][()]
     # fully sampled data with unit-norm estimated maps: |S^H F^-1 k| <= RSS of the coil images
@@ -120,8 +123,12 @@ def test_cli_stored_kspace_no_acs_maps(tmp_path):
 def test_cli_method_and_checkpoint_errors(tmp_path, capsys):
     make_file(tmp_path / "s0.h5")
     out = str(tmp_path / "out")
-    assert main(["reconstruct", str(tmp_path / "s0.h5"), "--method", "crunet", "--out", out]) == 2
-    assert "--checkpoint" in capsys.readouterr().err
+    assert main(["reconstruct", str(tmp_path / "s0.h5"), "--method", "unet3d", "--out", out]) == 2
+    assert "--checkpoint" in capsys.readouterr().err  # no shipped weights for it
+    from cinerecon.commands.reconstruct import build_reconstructor
+    from cinerecon.models import PRETRAINED
+
+    assert build_reconstructor("crunet").checkpoint == str(PRETRAINED["crunet"])  # the shipped CRUNet-MR
     assert main(["reconstruct", str(tmp_path / "s0.h5"), "--method", "crunet", "--checkpoint",
                  str(tmp_path / "nope.pth"), "--out", out]) == 2
     assert "nope.pth" in capsys.readouterr().err
@@ -150,3 +157,29 @@ def test_cli_learned_model_from_checkpoint(tmp_path):
         r = f["recon"][()]
         assert f.attrs["checkpoint"] == str(path)
     assert r.shape == (4, 16, 16) and np.isfinite(r).all()
+
+
+def test_fully_sampled_without_accel_asks_for_it(tmp_path, capsys):
+    make_file(tmp_path / "s0.h5")
+    assert main(["reconstruct", str(tmp_path / "s0.h5"), "--method", "zero_filled", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--accel" in err and "R04" in err and "--accel none" in err
+
+
+def test_nonfinite_reconstruction_stops_naming_slice_and_checkpoint(tmp_path):
+    make_file(tmp_path / "s0.h5")
+    rec = Reconstructor("net", lambda k, m, s: torch.full(k.shape[:1] + k.shape[2:], float("nan"),
+                                                          dtype=torch.complex64), checkpoint="runs/x/best.pt")
+    with pytest.raises(DataError, match=r"s0\.h5.*slice 's0'.*runs/x/best\.pt.*NaN"):
+        reconstruct_files([tmp_path / "s0.h5"], tmp_path, tmp_path / "out", rec, "R04", ["h5"], verbose=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
+
+
+def test_method_name_from_checkpoint_cannot_leave_out(tmp_path):
+    make_file(tmp_path / "s0.h5")
+    from cinerecon.operators import SenseOp
+
+    rec = Reconstructor("../../escape", lambda k, m, s: SenseOp(s, m).adjoint(k))
+    (paths,) = reconstruct_files([tmp_path / "s0.h5"], tmp_path, tmp_path / "out", rec, "R04", ["h5"], verbose=False)
+    assert paths["h5"] == tmp_path / "out" / "s0_escape_R04.h5"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s0.h5"]

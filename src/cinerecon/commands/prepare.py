@@ -25,6 +25,7 @@ from ..data.h5 import SPLITS
 from ..data.sample import CineSample, SampleMeta
 from ..data.transforms import mask_key
 from ..errors import ConfigError, DataError
+from ..files import inside, safe_name
 from ..masks import PAPER_ACS, MaskSpec, acs_lines, effective_acceleration, make_mask
 
 ACQUIRED_KEY = "acquired"
@@ -102,6 +103,13 @@ def undersampled_sample(kspace: torch.Tensor, mask: torch.Tensor, meta: SampleMe
     maps = estimate_maps(kspace, mask, cfg.acs).to(torch.complex64)
     accel = round(effective_acceleration(mask), 2) if accel is None else float(accel)
     return CineSample(kspace, mask, maps, None, replace(meta, accel=accel, acs=acs_lines(mask)))
+
+
+def check_acs(acs: int, width: int, where: str) -> None:
+    """Raise ConfigError naming ``where`` and ``--acs`` when ``acs`` exceeds the ``width`` phase-encode lines."""
+    if acs > width:
+        raise ConfigError(f"{where}: --acs {acs} exceeds the {width} phase-encode lines (W) of this data; "
+                          f"use --acs {width} or fewer")
 
 
 def generated_masks(frames: int, width: int, name: str, cfg: PrepareConfig) -> dict[str, torch.Tensor]:
@@ -189,7 +197,7 @@ def _check_coils(s) -> None:
 
 def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "lax"), cfg: PrepareConfig | None = None,
                       split_map: dict[str, str] | None = None, subjects: list[str] | None = None,
-                      verbose: bool = True) -> dict[str, list[Path]]:
+                      verbose: bool = True, notes: list[str] | None = None) -> dict[str, list[Path]]:
     """Convert a CMRxRecon cine tree to our HDF5 files.
 
     Args:
@@ -200,6 +208,8 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
         split_map: subject (``P001`` or ``TrainingSet/P001``) -> split, overriding the folder split.
         subjects: convert only these subjects (same naming).
         verbose: print one line per subject.
+        notes: when given, receives what the user should know about the result (the masks we
+            added, the split made, a suggestion when a split has no fully sampled slice).
 
     Returns:
         split -> written files (also merged into ``dst/<split>.txt``).
@@ -239,6 +249,7 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                     elif verbose:
                         print(f"  {s.name}: mask {key} varies along the readout; our format stores line masks "
                               "only, skipped")
+                check_acs(cfg.acs, w, f"{kf.path} key {kf.key!r} (C, T, H, W) = {(c, t, h, w)}")
                 for z in range(kf.slices):
                     name = f"{s.name}/slice{z:02d}"
                     meta = SampleMeta(name=name, view=view, source=str(s.full))
@@ -257,6 +268,8 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                         meta = SampleMeta(name=name, view=view, source=str(path))
                         jobs.append(_Job(base / f"cine_{s.view}_{key}_s{z:02d}.h5", split, s.name, path, z, key, meta,
                                          {key: masks[key].mask}))
+    for j in jobs:
+        inside(dst, j.out)
     check_writable([j.out for j in jobs], cfg.overwrite)
     written: dict[str, list[Path]] = {k: [] for k in SPLITS}
     current: CmrxKspaceFile | None = None
@@ -281,7 +294,38 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
         if current is not None:
             current.close()
     update_split_lists(dst, written)
+    if notes is not None:
+        notes.extend(_cmrx_notes(jobs, cfg, split_map is not None))
     return written
+
+
+def _cmrx_notes(jobs: list[_Job], cfg: PrepareConfig, user_split: bool) -> list[str]:
+    """What a user should know after a CMRxRecon conversion: added masks, the split, missing geometry."""
+    notes = []
+    full = [j for j in jobs if j.mask_key is None]
+    if full and cfg.generated_accels:
+        keys = ", ".join(mask_key(r) for r in cfg.generated_accels)
+        notes.append(f"added our {keys} mask (equispaced + {cfg.acs} ACS lines, seeded by slice name and --seed) to "
+                     f"each of the {len(full)} fully sampled slices, beside the challenge's masks")
+    parts, empty = [], []
+    for split in SPLITS:
+        mine = [j for j in jobs if j.split == split]
+        n_full = sum(j.mask_key is None for j in mine)
+        subjects = len({j.subject_name for j in mine})
+        parts.append(f"{split}: {subjects} subjects, {len(mine)} slices ({n_full} fully sampled)")
+        if n_full == 0:
+            empty.append(split)
+    how = "from --split-file / --split-fractions" if user_split else \
+        "from the folder names (TrainingSet -> train, ValidationSet -> val; slices without a fully sampled " \
+        "reference -> test)"
+    notes.append(f"split {how}: " + "; ".join(parts))
+    if empty and full:
+        notes.append(f"no fully sampled slice in {', '.join(empty)}: training needs train (and val to pick "
+                     "best.pt), evaluate needs test; rerun with --split-fractions 0.8 0.1 0.1 --overwrite "
+                     "(or --split-file) to split the fully sampled subjects")
+    notes.append("CMRxRecon .mat files hold no scanner geometry (position, orientation, pixel spacing, frame "
+                 "times): NIfTI exports of these slices get a diagonal 1 mm affine")
+    return notes
 
 
 # --------------------------------------------------------------------------- ISMRMRD
@@ -294,6 +338,8 @@ def prepare_ismrmrd(src: Path, dst: Path, cfg: PrepareConfig | None = None, name
 
     Fully sampled slices get equispaced + ACS masks ``R04``... for ``accels``;
     undersampled slices are stored as acquired with the mask key ``acquired``.
+    ``name`` (default: the file stem) is reduced to a safe file name (no separators, no
+    ``..``). The scanner geometry and TR of the headers are stored with each slice.
     """
     from ..data.export import check_writable
     from ..data.ismrmrd_io import IsmrmrdConfig, ismrmrd_slices, iter_ismrmrd
@@ -301,15 +347,19 @@ def prepare_ismrmrd(src: Path, dst: Path, cfg: PrepareConfig | None = None, name
     cfg = cfg or PrepareConfig()
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose from {SPLITS}")
-    name = name or src.stem
+    bad = [a for a in accels if not isinstance(a, int) or a < 1]
+    if bad or not accels:
+        raise ConfigError(f"--accels must be positive integers (R >= 1), got {list(accels)}")
+    name = safe_name(name or src.stem, "ismrmrd")
     icfg = IsmrmrdConfig(remove_oversampling=remove_oversampling)
-    outs = [dst / f"{name}_s{i:02d}.h5" for i in range(len(ismrmrd_slices(src, icfg)))]
+    outs = [inside(dst, dst / f"{name}_s{i:02d}.h5") for i in range(len(ismrmrd_slices(src, icfg)))]
     check_writable(outs, cfg.overwrite)
     written = []
     for out, sl in zip(outs, iter_ismrmrd(src, icfg)):
         meta = SampleMeta(name=f"{name}/slice{sl.slice_index:02d}", view=view, source=str(src),
-                          pixel_spacing=sl.pixel_spacing)
+                          pixel_spacing=sl.pixel_spacing, frame_times_ms=sl.frame_times_ms, geometry=sl.geometry)
         c, t, h, w = sl.kspace.shape
+        check_acs(cfg.acs, w, f"{src} slice {sl.slice_index} (C, T, H, W) = {(c, t, h, w)}")
         if sl.fully_sampled:
             sample = full_sample(sl.kspace, meta, cfg)
             masks = generated_masks(t, w, meta.name, replace(cfg, generated_accels=tuple(accels)))
@@ -318,7 +368,8 @@ def prepare_ismrmrd(src: Path, dst: Path, cfg: PrepareConfig | None = None, name
             masks = {ACQUIRED_KEY: sl.mask}
         if verbose:
             print(f"{src.name} slice {sl.slice_index}: (C, T, H, W) = {(c, t, h, w)}, "
-                  f"{'fully sampled' if sl.fully_sampled else f'R~{sample.meta.accel}'} -> {out}")
+                  f"{'fully sampled' if sl.fully_sampled else f'R~{sample.meta.accel}'}, "
+                  f"{'scanner geometry kept' if sl.geometry else 'no scanner geometry in the headers'} -> {out}")
         written.append(_write(out, sample, masks, cfg))
     update_split_lists(dst, {split: written})
     return written
@@ -328,36 +379,48 @@ def prepare_ismrmrd(src: Path, dst: Path, cfg: PrepareConfig | None = None, name
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("prepare", help="convert CMRxRecon .mat or ISMRMRD raw data to cinerecon HDF5")
-    sub = p.add_subparsers(dest="source", required=True)
-    c = sub.add_parser("cmrxrecon", help="CMRxRecon 2023/2024 multi-coil cine (.mat v7.3)")
+    """Register ``prepare cmrxrecon`` and ``prepare ismrmrd``."""
+    p = subparsers.add_parser("prepare", help="convert CMRxRecon .mat or ISMRMRD raw data to cinerecon HDF5",
+                              description=__doc__.split("\n\n")[0] + " See docs/hdf5_layout.md for the format.")
+    sub = p.add_subparsers(dest="source", required=True, metavar="{cmrxrecon,ismrmrd}")
+    c = sub.add_parser("cmrxrecon", help="CMRxRecon 2023/2024 multi-coil cine (.mat v7.3)",
+                       description="Convert a CMRxRecon cine tree (.mat v7.3 or v5) to our HDF5, one file per slice, "
+                                   "with coil maps, the challenge's masks and our R24 mask; writes train/val/test.txt.")
     c.add_argument("src", type=Path, help="folder containing TrainingSet/ValidationSet (any parent works)")
     c.add_argument("dst", type=Path, help="output folder")
-    c.add_argument("--views", nargs="+", default=["sax", "lax"], choices=["sax", "lax", "lvot"])
+    c.add_argument("--views", nargs="+", default=["sax", "lax"], choices=["sax", "lax", "lvot"],
+                   help="views to convert (default: %(default)s)")
     c.add_argument("--subjects", nargs="+", help="only these subjects (P001 or TrainingSet/P001)")
     g = c.add_mutually_exclusive_group()
     g.add_argument("--split-file", type=Path, help="lines '<subject> <train|val|test>' overriding the folder split")
     g.add_argument("--split-fractions", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
-                   help="random subject split of the fully sampled subjects (seeded by --seed)")
-    i = sub.add_parser("ismrmrd", help="ISMRMRD/MRD Cartesian cine raw data (.h5)")
+                   help="random subject split of the fully sampled subjects (seeded by --seed), e.g. 0.8 0.1 0.1")
+    i = sub.add_parser("ismrmrd", help="ISMRMRD/MRD Cartesian cine raw data (.h5)",
+                       description="Convert one ISMRMRD/MRD Cartesian cine file to our HDF5, one file per slice "
+                                   "(DST/<name>_sNN.h5), keeping the scanner geometry and TR for NIfTI export.")
     i.add_argument("src", type=Path, help="ISMRMRD file")
     i.add_argument("dst", type=Path, help="output folder")
-    i.add_argument("--name", help="sample name (default: the file stem)")
-    i.add_argument("--view", default="unknown", choices=["sax", "lax", "unknown"])
-    i.add_argument("--split", default="test", choices=SPLITS)
+    i.add_argument("--name", help="sample name and file prefix (default: the file stem; reduced to a safe file name)")
+    i.add_argument("--view", default="unknown", choices=["sax", "lax", "unknown"],
+                   help="view stored with each slice (default: %(default)s)")
+    i.add_argument("--split", default="test", choices=SPLITS, help="split list the slices join (default: %(default)s)")
     i.add_argument("--accels", type=int, nargs="+", default=[4, 8, 10, 24],
-                   help="masks generated for fully sampled data")
+                   help="accelerations R of the equispaced + ACS masks generated for fully sampled data "
+                        "(default: %(default)s)")
     i.add_argument("--keep-oversampling", action="store_true", help="do not crop readout oversampling")
     for q in (c, i):
-        q.add_argument("--acs", type=int, default=PAPER_ACS, help="central lines used for coil maps")
+        q.add_argument("--acs", type=int, default=PAPER_ACS,
+                       help="central lines used for coil maps and in generated masks (default: %(default)s)")
         q.add_argument("--coils-virtual", type=int, default=None, help="compress to N virtual coils")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--seed", type=int, default=0, help="seed of generated masks and random splits "
+                                                           "(default: %(default)s)")
         q.add_argument("--overwrite", action="store_true", help="replace existing output files")
-        q.add_argument("--quiet", action="store_true")
+        q.add_argument("--quiet", action="store_true", help="print only the summary lines")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert and print what was written (and what the user should know about it)."""
     if args.acs < 1:
         raise ConfigError(f"--acs must be positive, got {args.acs}")
     if args.coils_virtual is not None and args.coils_virtual < 1:
@@ -372,12 +435,15 @@ def run(args: argparse.Namespace) -> int:
 
             full = [f"{s.split_dir}/{s.subject}" for s in discover(args.src, tuple(args.views)) if s.full is not None]
             split_map = _fraction_split(full, tuple(args.split_fractions), args.seed)
+        notes: list[str] = []
         written = prepare_cmrxrecon(args.src, args.dst, tuple(args.views), cfg, split_map, args.subjects,
-                                    verbose=not args.quiet)
+                                    verbose=not args.quiet, notes=notes)
         total = sum(len(v) for v in written.values())
         print(f"wrote {total} files to {args.dst} (" + ", ".join(f"{k}: {len(v)}" for k, v in written.items()) + ")")
+        for n in notes:
+            print(f"note: {n}")
     else:
         files = prepare_ismrmrd(args.src, args.dst, cfg, args.name, args.view, args.split, tuple(args.accels),
                                 remove_oversampling=not args.keep_oversampling, verbose=not args.quiet)
-        print(f"wrote {len(files)} files to {args.dst}")
+        print(f"wrote {len(files)} files to {args.dst} (split {args.split})")
     return 0

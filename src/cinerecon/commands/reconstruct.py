@@ -1,11 +1,15 @@
-"""``cinerecon reconstruct INPUT --method M --out DIR``: reconstruct our HDF5 slices.
+"""``cinerecon reconstruct INPUT --method M --accel R --out DIR``: reconstruct our HDF5 slices.
 
 Methods are the classical ones (``zero_filled``, ``cg_sense``, ``grappa``, ``lplus_s``)
 or a learned model loaded from ``--checkpoint`` (ours or the authors' CRUNet-MR
 ``.pth``). For each input slice the reconstruction is written as our HDF5 record
 (``recon`` + metadata), NIfTI and an animated GIF (``--formats``) under ``--out``,
-named ``<input stem>_<method>_<mask key>``. Existing outputs are never replaced
-without ``--overwrite``; all targets are checked before any work starts.
+named ``<input stem>_<method>_<mask key>``. Fully sampled inputs need ``--accel``
+(a stored mask such as ``R08``, or ``none`` to reconstruct them fully sampled on
+purpose); undersampled-only inputs are reconstructed as acquired. Existing outputs
+are never replaced without ``--overwrite``; all targets are checked before any work
+starts. A reconstruction with NaN or Inf values stops the run, naming the slice and
+checkpoint.
 """
 
 from __future__ import annotations
@@ -13,19 +17,22 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..data.export import (DEFAULT_FPS, FORMATS, ReconRecord, check_writable, output_paths, require_mp4,
-                           write_outputs)
+from ..data.export import (DEFAULT_FPS, FORMATS, MIN_MOVIE_SIDE, ReconRecord, check_fps, check_scale, output_paths,
+                           require_mp4, write_outputs)
 from ..data.sample import CineSample
 from ..data.transforms import mask_key
 from ..errors import ConfigError, DataError, WeightsNotFoundError
+from ..files import check_writable, inside, safe_name
+from . import check_device
 
 STORED = "none"
+NOT_GIVEN = None
 
 
 def normalise_accel(accel: str | None) -> str | None:
@@ -40,14 +47,16 @@ def normalise_accel(accel: str | None) -> str | None:
 
 
 def input_files(path: Path, exclude: Path | None = None) -> list[Path]:
-    """Our HDF5 slice files: ``path`` itself or every ``*.h5`` below it (sorted; ``exclude`` folder skipped)."""
+    """Our HDF5 slice files: ``path`` itself or every ``*.h5`` below it (sorted; hidden files and the
+    ``exclude`` folder skipped)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DataError(f"{path}: no such file or directory")
     ex = exclude.resolve() if exclude is not None else None
-    files = [p for p in sorted(path.rglob("*.h5"))
-             if ex is None or not p.resolve().is_relative_to(ex)]
+    from ..data.h5 import h5_files
+
+    files = [p for p in h5_files(path) if ex is None or not p.resolve().is_relative_to(ex)]
     if not files:
         raise DataError(f"{path}: no .h5 files found")
     return files
@@ -62,18 +71,82 @@ class Reconstructor:
         fn: ``fn(kspace (B,C,T,H,W), mask, maps (B,C,1,H,W)) -> (B,T,H,W)``.
         checkpoint: path of the weights for learned methods.
         device: where learned models run.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast of the model; see :mod:`cinerecon.runtime`).
     """
 
     name: str
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     checkpoint: str = ""
     device: str = "cpu"
+    precision: str = "fp32"
+    slice_peak_bytes: dict = field(default_factory=dict, repr=False)  # (C, T, H, W) -> measured peak of one slice
 
     def __call__(self, sample: CineSample) -> torch.Tensor:
+        return self.batch([sample])[0]
+
+    def _check_cpu_fit(self, samples: list[CineSample], batch_size: int | None) -> list[torch.Tensor]:
+        """On the CPU, refuse a batch that would not fit the available memory (before running it).
+
+        The first slice of each shape runs alone while the rise of the peak RSS is measured;
+        the batch is refused when that many slices would need more than 90 % of MemAvailable.
+        Returns the outputs already computed (the measured slice, or nothing).
+        """
+        from ..runtime import available_memory_bytes, measure_peak_rss
+
+        key, done = tuple(samples[0].kspace.shape), []
+        if key not in self.slice_peak_bytes:
+            out, peak = measure_peak_rss(lambda: self._run(samples[:1]))
+            done = out
+            self.slice_peak_bytes[key] = peak
+        peak, avail = self.slice_peak_bytes[key], available_memory_bytes()
+        if peak and avail and peak * len(samples) > 0.9 * avail:
+            fits = max(1, int(0.9 * avail // peak))
+            raise ConfigError(f"--batch-size {batch_size or len(samples)}: a batch of {len(samples)} slice(s) of "
+                              f"(C, T, H, W) = {key} needs about {peak * len(samples) / 2**30:.1f} GiB (one slice "
+                              f"measured {peak / 2**30:.2f} GiB) and {avail / 2**30:.1f} GiB are available; use "
+                              f"--batch-size {fits} or less")
+        return done
+
+    def _run(self, samples: list[CineSample]) -> list[torch.Tensor]:
+        from ..runtime import precision_context
+
         dev = torch.device(self.device)
-        with torch.no_grad():
-            out = self.fn(sample.kspace[None].to(dev), sample.mask[None].to(dev), sample.maps[None].to(dev))
-        return out[0].detach().cpu().to(torch.complex64)
+        with torch.no_grad(), precision_context(self.precision, dev):
+            out = self.fn(torch.stack([s.kspace for s in samples]).to(dev),
+                          torch.stack([s.mask for s in samples]).to(dev),
+                          torch.stack([s.maps for s in samples]).to(dev))
+        return list(out.detach().cpu().to(torch.complex64))
+
+    def batch(self, samples: list[CineSample], batch_size: int | None = None) -> list[torch.Tensor]:
+        """Reconstruct slices of equal shapes in one call: (T, H, W) complex64 on the CPU each.
+
+        ``batch_size`` is the ``--batch-size`` asked for (named in the out-of-memory message).
+
+        Raises:
+            ConfigError: the batch does not fit the device's memory (naming ``--batch-size``).
+            DataError: a reconstruction has NaN/Inf pixels (naming the slice and checkpoint).
+        """
+        dev = torch.device(self.device)
+        try:
+            outs = self._check_cpu_fit(samples, batch_size) if dev.type == "cpu" and len(samples) > 1 else []
+            if len(outs) < len(samples):
+                outs = outs + self._run(samples[len(outs):])
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+            text = " ".join(str(e).split())
+            if not isinstance(e, torch.cuda.OutOfMemoryError) and "out of memory" not in text.lower() \
+                    and "can't allocate memory" not in text:
+                raise
+            raise ConfigError(f"--batch-size {batch_size or len(samples)}: a batch of {len(samples)} slice(s) of "
+                              f"(C, T, H, W) = {tuple(samples[0].kspace.shape)} does not fit in {dev} memory "
+                              f"({text[:160]}); use a smaller --batch-size") from None
+        for sample, image in zip(samples, outs):
+            if not bool(torch.isfinite(torch.view_as_real(image)).all()):
+                bad = int((~torch.isfinite(torch.view_as_real(image))).any(-1).sum())
+                by = f"checkpoint {self.checkpoint}" if self.checkpoint else f"method {self.name!r}"
+                raise DataError(f"{sample.meta.source or sample.meta.name}: slice {sample.meta.name!r}: {by} produced "
+                                f"{bad} NaN/Inf pixels of {image.numel()} in (T, H, W) = {tuple(image.shape)}; nothing "
+                                "written for it (check the checkpoint's weights and the input scaling)")
+        return outs
 
 
 # module and function of each classical method (interfaces.md), used when the full table cannot be built
@@ -107,9 +180,14 @@ def build_reconstructor(method: str, checkpoint: Path | None = None, device: str
             raise ConfigError(f"--checkpoint is only used by learned models, not by {method!r}")
         return Reconstructor(method, classical[method])
     if checkpoint is None:
-        known = sorted(classical) or ["zero_filled", "cg_sense", "grappa", "lplus_s"]
-        raise ConfigError(f"method {method!r} is not a classical method ({known}); a learned model needs "
-                          "--checkpoint PATH")
+        from ..models import PRETRAINED
+
+        if method in PRETRAINED:  # the shipped weights (see cinerecon.models.load_pretrained)
+            checkpoint = PRETRAINED[method]
+        else:
+            known = sorted(classical) or ["zero_filled", "cg_sense", "grappa", "lplus_s"]
+            raise ConfigError(f"method {method!r} is not a classical method ({known}) and has no shipped weights "
+                              f"({sorted(PRETRAINED)}); a learned model needs --checkpoint PATH")
     if not checkpoint.is_file():
         raise WeightsNotFoundError(f"{checkpoint}: checkpoint not found (weights are never downloaded; "
                                    "pass a local file)")
@@ -136,16 +214,43 @@ def _model_name(cfg: object) -> str | None:
 
 
 def _stem(out: Path, root: Path, f: Path, method: str, mask_key: str | None) -> Path:
+    """``out/<folder below root>/<input stem>_<method>_<mask key>``, names made safe, kept under ``out``."""
     rel = f.relative_to(root).parent if root.is_dir() else Path()
-    return out / rel / f"{f.stem}_{method}_{mask_key or 'stored'}"
+    stem = out / rel / f"{safe_name(f.stem)}_{safe_name(method)}_{safe_name(mask_key or 'stored')}"
+    return inside(out, stem, "reconstruction output")
+
+
+def require_accel(inputs: list[Path]) -> None:
+    """Raise ConfigError when ``--accel`` was not given and some input is fully sampled.
+
+    Reconstructing fully sampled k-space gives the reference itself (R = 1), which looks
+    perfect and is rarely what was meant.
+    """
+    from ..data.h5 import h5_info
+
+    for f in inputs:
+        info = h5_info(f)
+        if info.fully_sampled:
+            keys = ", ".join(info.mask_keys) or "none stored"
+            raise ConfigError(f"{f} is fully sampled: give --accel with one of its masks ({keys}) to reconstruct "
+                              "undersampled data, or --accel none to reconstruct it fully sampled (R = 1) on purpose")
 
 
 def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstructor, mask_key: str | None,
                       formats: list[str], no_acs_maps: bool = False, fps: float = DEFAULT_FPS,
-                      overwrite: bool = False, verbose: bool = True) -> list[dict[str, Path]]:
-    """Reconstruct each file; returns the written paths per file."""
+                      overwrite: bool = False, verbose: bool = True, scale: int | None = None,
+                      batch_size: int = 1) -> list[dict[str, Path]]:
+    """Reconstruct each file; returns the written paths per file.
+
+    ``mask_key`` None reconstructs the k-space as stored. ``scale`` enlarges GIF / MP4 frames
+    (default: to at least 256 px on the short side). ``batch_size`` slices (consecutive
+    files of equal shapes) go through the method in one call; the time written per slice is
+    its share of the call.
+    """
     from ..data.h5 import h5_info, read_h5
 
+    fps = check_fps(fps)
+    check_scale(scale)
     if "mp4" in formats:
         require_mp4()
     as_stored = set()
@@ -159,25 +264,45 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
                 as_stored.add(f)
     stems = [_stem(out, root, f, rec.name, mask_key) for f in inputs]
     check_writable([p for s in stems for p in output_paths(s, formats).values()], overwrite)
-    written = []
-    for f, stem in zip(inputs, stems):
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+
+    def load(f: Path) -> CineSample:
         sample = read_h5(f, mask_key=None if f in as_stored else mask_key)
         if no_acs_maps:
             from ..coils import maps_from_time_average
 
             sample = CineSample(sample.kspace, sample.mask, maps_from_time_average(sample.kspace, sample.mask),
                                 sample.target, sample.meta)
-        t0 = time.perf_counter()
-        image = rec(sample)
-        seconds = time.perf_counter() - t0
+        return sample
+
+    def results():  # (file, stem, sample, image, seconds), in input order, batch_size files at a time
+        jobs = list(zip(inputs, stems))
+        for start in range(0, len(jobs), batch_size):
+            chunk = [(f, stem, load(f)) for f, stem in jobs[start:start + batch_size]]
+            groups: dict[tuple, list[int]] = {}
+            for i, (_, _, s) in enumerate(chunk):
+                groups.setdefault((tuple(s.kspace.shape), tuple(s.mask.shape), tuple(s.maps.shape)), []).append(i)
+            images: dict[int, tuple[torch.Tensor, float]] = {}
+            for idx in groups.values():
+                t0 = time.perf_counter()
+                outs = rec.batch([chunk[i][2] for i in idx], batch_size)
+                share = (time.perf_counter() - t0) / len(idx)
+                images.update({i: (o, share) for i, o in zip(idx, outs)})
+            for i, (f, stem, sample) in enumerate(chunk):
+                yield f, stem, sample, *images[i]
+
+    written = []
+    for f, stem, sample, image, seconds in results():
         if tuple(image.shape) != tuple(sample.kspace.shape[1:]):
             raise DataError(f"{f}: method {rec.name!r} returned shape {tuple(image.shape)}, expected (T, H, W) = "
                             f"{tuple(sample.kspace.shape[1:])}")
         m = sample.meta
         record = ReconRecord(image, name=m.name, method=rec.name, source=str(f), mask_key=mask_key or "",
                              accel=float(m.accel), acs=int(m.acs), checkpoint=rec.checkpoint, seconds=seconds,
-                             view=m.view, pixel_spacing=m.pixel_spacing, frame_times_ms=m.frame_times_ms)
-        paths = write_outputs(stem, record, formats, fps=fps, overwrite=overwrite)
+                             view=m.view, pixel_spacing=m.pixel_spacing, frame_times_ms=m.frame_times_ms,
+                             geometry=m.geometry)
+        paths = write_outputs(stem, record, formats, fps=fps, overwrite=overwrite, scale=scale)
         if verbose:
             print(f"{m.name}: {rec.name} ({mask_key or 'as stored'}, R={m.accel:g}) {seconds:.2f} s -> "
                   + ", ".join(str(p) for p in paths.values()))
@@ -186,27 +311,65 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("reconstruct", help="reconstruct cinerecon HDF5 slices (classical or trained model)")
-    p.add_argument("input", type=Path, help="one of our .h5 files or a folder of them")
+    """Register the ``reconstruct`` subcommand."""
+    p = subparsers.add_parser("reconstruct", help="reconstruct cinerecon HDF5 slices (classical or trained model)",
+                              description="Reconstruct our HDF5 slices. " + " ".join(
+                                  __doc__.split("\n\n")[1].replace("``", "").split()))
+    p.add_argument("input", type=Path, help="one of our .h5 files or a folder of them (searched recursively)")
     p.add_argument("--method", required=True,
                    help="zero_filled | cg_sense | grappa | lplus_s | a model name (with --checkpoint) | model")
-    p.add_argument("--checkpoint", type=Path, help="our checkpoint or the authors' CRUNet-MR .pth")
-    p.add_argument("--accel", default=STORED, help="mask key to apply (R04, R08, R10, R24, ...) or 'none' "
-                   "for the k-space as stored (default)")
+    p.add_argument("--checkpoint", type=Path,
+                   help="our checkpoint or the authors' CRUNet-MR .pth (default for --method crunet: the shipped "
+                        "CRUNet-MR trained on real anatomy, see cinerecon.models.load_pretrained)")
+    p.add_argument("--accel", default=NOT_GIVEN,
+                   help="stored mask to apply: 4 / R04, 8 / R08, R10, R24, ... ; 'none' for the k-space as "
+                        "stored (R = 1 on fully sampled data). Required for fully sampled inputs")
     p.add_argument("--no-acs-maps", action="store_true",
                    help="estimate coil maps from the time-averaged centre instead of using the stored maps")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--formats", nargs="+", default=["h5", "nifti", "gif"], choices=FORMATS)
-    p.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames per second of GIF/MP4")
-    p.add_argument("--device", default="cpu", help="device of learned models (cpu, cuda, ...)")
+    p.add_argument("--formats", nargs="+", default=["h5", "nifti", "gif"], choices=FORMATS,
+                   help="files written per slice: h5 (complex recon + metadata), nifti (magnitude, scanner "
+                        "geometry when known), gif, mp4 (needs imageio-ffmpeg) (default: %(default)s)")
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames per second of GIF/MP4 (default: %(default)s)")
+    p.add_argument("--scale", type=int, default=None,
+                   help=f"integer enlargement of GIF/MP4 frames (default: to at least {MIN_MOVIE_SIDE} px on the "
+                        "short side)")
+    p.add_argument("--device", default="cpu", help="device of learned models: cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="slices per model call (learned models; consecutive inputs of equal shapes) (default: 1)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "bf16-or-fp32"),
+                   help="learned models: fp32, or bf16 autocast (refused on a CPU/GPU without bf16 arithmetic; "
+                        "bf16-or-fp32 falls back to fp32 there) (default: fp32)")
+    p.add_argument("--tf32", action="store_true",
+                   help="CUDA: let matmuls and cuDNN convolutions use TensorFloat-32 (faster, ~1e-3 relative "
+                        "precision); off by default (full float32)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="do not print a line per reconstructed slice")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check every flag, then reconstruct each input file."""
+    check_fps(args.fps)
+    check_scale(args.scale)
+    check_device(args.device)
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    from ..runtime import check_precision, configure_cuda
+
+    if torch.device(args.device).type == "cuda":
+        configure_cuda(args.tf32)
     rec = build_reconstructor(args.method, args.checkpoint, args.device)
+    if not rec.checkpoint and (args.precision != "fp32" or args.batch_size != 1):
+        flag = "--precision" if args.precision != "fp32" else "--batch-size"
+        raise ConfigError(f"{flag} applies to learned models; {args.method!r} is classical")
+    rec.precision = check_precision(args.precision, args.device) if rec.checkpoint else "fp32"
     files = input_files(args.input, exclude=args.out)
+    if args.accel is NOT_GIVEN:
+        require_accel(files)
     reconstruct_files(files, args.input, args.out, rec, normalise_accel(args.accel), list(args.formats),
-                      args.no_acs_maps, args.fps, args.overwrite, verbose=not args.quiet)
+                      args.no_acs_maps, args.fps, args.overwrite, verbose=not args.quiet, scale=args.scale,
+                      batch_size=args.batch_size)
     return 0

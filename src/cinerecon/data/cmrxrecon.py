@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .sample import check_array_size, check_mask_values
 from .transforms import mask_key
 
 KSPACE_KEYS = ("kspace_full", "kspace_sub04", "kspace_sub08", "kspace_sub10", "kus", "kspace",
@@ -191,6 +192,8 @@ class CmrxKspaceFile:
             else:
                 self.frames, self.slices, self.coils, self.width, self.height = shape
             self._single = single
+            check_array_size((self.coils, self.frames, self.height, self.width), 8,
+                             f"{self.path}: key {key!r} (one slice of h5py shape {tuple(self._ds.shape)})")
             if self._ds.dtype.names is None and not np.issubdtype(self._ds.dtype, np.complexfloating):
                 raise DataError(f"{self.path}: key {key!r} is real-valued ({self._ds.dtype}); "
                                 "k-space must be complex (MATLAB stores it as compound real/imag)")
@@ -225,6 +228,10 @@ class CmrxKspaceFile:
         else:  # t and sz dropped
             index = ()
         a = _to_complex64(_read(self._ds, index, self.path, self.key), self.path, self.key)
+        if not np.isfinite(a).all():
+            raise DataError(f"{self.path}: key {self.key!r} slice {z} {a.shape} contains NaN or Inf values")
+        if not a.any():
+            raise DataError(f"{self.path}: key {self.key!r} slice {z} {a.shape} is all zeros")
         a = a.reshape((self.frames,) + ((1,) if self._single else (self.coils,)) + (self.width, self.height))
         # (t, sc, ky, kx) -> (sc, t, kx, ky)
         return torch.from_numpy(np.ascontiguousarray(a.transpose(1, 0, 3, 2)))
@@ -275,6 +282,7 @@ def _mask_to_tensor(a: np.ndarray, path: Path, key: str) -> torch.Tensor:
                         "(t, ky, kx), i.e. MATLAB (kx, ky) or (kx, ky, t)")
     if not np.isin(a, (0.0, 1.0)).all():
         raise DataError(f"{path}: mask key {key!r} {a.shape} is not binary (values {np.unique(a)[:5]} ...)")
+    check_mask_values(torch.from_numpy(a), f"{path}: mask key {key!r} (h5py order (t, ky, kx))")
     m = a.transpose(0, 2, 1)  # (T, kx, ky) = (T, H, W)
     if (m == m[:, :1, :]).all():
         m = m[:, :1, :]
@@ -306,7 +314,9 @@ def read_masks(path: str | Path) -> list[CmrxMask]:
                 key = accel_key(int(p.group(2)), p.group(1))
             else:
                 continue
-            out.append(CmrxMask(key, _mask_to_tensor(_read(mf.array(name), (), path, name), path, name), path))
+            arr = mf.array(name)
+            check_array_size(arr.shape, 4, f"{path}: mask key {name!r}")
+            out.append(CmrxMask(key, _mask_to_tensor(_read(arr, (), path, name), path, name), path))
         if not out:
             raise DataError(f"{path}: no mask key found; expected mask04/mask08/mask10 or mask, "
                             f"the file holds {mf.keys()}")

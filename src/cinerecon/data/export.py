@@ -2,56 +2,55 @@
 
 Images are cine slices (T, H, W) (complex or real); NIfTI and the movies hold the
 magnitude. Every writer refuses to replace an existing file unless ``overwrite=True``
-(:class:`~cinerecon.errors.OutputExistsError`), and writes to a temporary file first
-so that an interrupted run never leaves a half-written output under the final name.
+(:class:`~cinerecon.errors.OutputExistsError`), and writes through
+:func:`cinerecon.files.atomic_output` (temporary file, then rename; the umask is honoured).
+
+NIfTI files carry the scanner geometry when the input has it (ISMRMRD: position, read /
+phase / slice directions, slice thickness, TR as the frame time), so slices of one
+series overlay at their true positions in world (RAS) coordinates. CMRxRecon ``.mat``
+files and simulated data have no geometry: their NIfTI gets a diagonal affine from the
+pixel spacing (1 mm when unknown) and says so in the header's ``descrip`` field.
+GIF and MP4 keep the matrix's aspect ratio and are enlarged by an integer factor
+(nearest neighbour) to at least :data:`MIN_MOVIE_SIDE` pixels on the short side unless a
+``scale`` is given.
 """
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
-import os
-import tempfile
-from contextlib import contextmanager
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError, OutputExistsError
+from ..errors import ConfigError, DataError
+from ..files import atomic_output, check_writable  # noqa: F401 - re-exported for the writers importing them here
+from .sample import SliceGeometry
 
 FORMATS = ("h5", "nifti", "gif", "mp4")
 SUFFIX = {"h5": ".h5", "nifti": ".nii.gz", "gif": ".gif", "mp4": ".mp4"}
 DEFAULT_FPS = 12.0
+MIN_MOVIE_SIDE = 256
+GEOMETRY_ATTRS = ("position", "read_dir", "phase_dir", "slice_dir")
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
-def check_writable(paths: list[Path], overwrite: bool) -> None:
-    """Raise OutputExistsError naming every existing path unless ``overwrite``."""
-    existing = [str(p) for p in paths if Path(p).exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{', '.join(existing)} already exists; refusing to overwrite existing output "
-                                "(pass overwrite=True / --overwrite to replace it)")
+def check_fps(fps: float, flag: str = "--fps") -> float:
+    """``fps`` if it is a finite positive number, else ConfigError naming ``flag``."""
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ConfigError(f"{flag} must be a positive number of frames per second, got {fps}")
+    return float(fps)
 
 
-@contextmanager
-def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary file beside ``path`` that replaces ``path`` only when the block completes.
-
-    Raises:
-        OutputExistsError: ``path`` exists and ``overwrite`` is False (checked before anything is created).
-    """
-    check_writable([path], overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def check_scale(scale: int | None, flag: str = "--scale") -> int | None:
+    """``scale`` if None (automatic) or an integer in [1, 64], else ConfigError naming ``flag``."""
+    if scale is not None and not (isinstance(scale, int) and 1 <= scale <= 64):
+        raise ConfigError(f"{flag} must be an integer from 1 to 64 (or omitted for automatic), got {scale}")
+    return scale
 
 
 def magnitude(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -90,6 +89,7 @@ class ReconRecord:
         view: ``sax`` / ``lax`` / ``unknown``.
         pixel_spacing: (along H, along W) in mm, when known.
         frame_times_ms: trigger times, when known.
+        geometry: scanner position and orientation, when known (ISMRMRD input).
     """
 
     recon: torch.Tensor
@@ -104,6 +104,37 @@ class ReconRecord:
     view: str = "unknown"
     pixel_spacing: tuple[float, float] | None = None
     frame_times_ms: tuple[float, ...] | None = None
+    geometry: SliceGeometry | None = None
+
+
+def geometry_attrs(geometry: SliceGeometry | None) -> dict[str, np.ndarray | float]:
+    """HDF5 attributes of a geometry: ``position``, ``read_dir``, ``phase_dir``, ``slice_dir`` (LPS, mm)
+    and ``slice_thickness`` (mm, when known); empty for None."""
+    if geometry is None:
+        return {}
+    out: dict[str, np.ndarray | float] = {k: np.asarray(getattr(geometry, k), dtype=np.float64)
+                                          for k in GEOMETRY_ATTRS}
+    if geometry.thickness is not None:
+        out["slice_thickness"] = float(geometry.thickness)
+    return out
+
+
+def geometry_from_attrs(attrs: h5py.AttributeManager, path: Path) -> SliceGeometry | None:
+    """The :class:`SliceGeometry` stored by :func:`geometry_attrs`; None when the file has none."""
+    if not any(k in attrs for k in GEOMETRY_ATTRS):
+        return None
+    vecs = {}
+    for k in GEOMETRY_ATTRS:
+        v = np.ravel(np.asarray(attrs.get(k, []), dtype=np.float64))
+        if v.shape != (3,) or not np.isfinite(v).all():
+            raise DataError(f"{path}: attribute {k!r} must be 3 finite numbers (all of {GEOMETRY_ATTRS} go "
+                            f"together), got {v.tolist()}")
+        vecs[k] = tuple(float(x) for x in v)
+    thick = attrs.get("slice_thickness")
+    thickness = None if thick is None else float(np.ravel(thick)[0])
+    if thickness is not None and not (math.isfinite(thickness) and thickness > 0):
+        raise DataError(f"{path}: attribute 'slice_thickness' must be a positive number, got {thickness}")
+    return SliceGeometry(vecs["position"], vecs["read_dir"], vecs["phase_dir"], vecs["slice_dir"], thickness)
 
 
 def write_recon_h5(path: str | Path, rec: ReconRecord, overwrite: bool = False) -> Path:
@@ -114,9 +145,10 @@ def write_recon_h5(path: str | Path, rec: ReconRecord, overwrite: bool = False) 
             f.create_dataset("recon", data=rec.recon.detach().cpu().to(torch.complex64).numpy())
             for fl in fields(rec):
                 v = getattr(rec, fl.name)
-                if fl.name == "recon" or v is None:
+                if fl.name in ("recon", "geometry") or v is None:
                     continue
                 f.attrs[fl.name] = np.asarray(v, dtype=np.float64) if isinstance(v, tuple) else v
+            f.attrs.update(geometry_attrs(rec.geometry))
     return path
 
 
@@ -127,9 +159,9 @@ def read_recon_h5(path: str | Path) -> ReconRecord:
         with h5py.File(path, "r") as f:
             if "recon" not in f:
                 raise DataError(f"{path}: key 'recon' not found; the file holds {list(f.keys())}")
-            kw = {}
+            kw = {"geometry": geometry_from_attrs(f.attrs, path)}
             for fl in fields(ReconRecord):
-                if fl.name in f.attrs:
+                if fl.name != "geometry" and fl.name in f.attrs:
                     v = f.attrs[fl.name]
                     if isinstance(v, np.ndarray):
                         v = tuple(float(x) for x in v)
@@ -153,41 +185,98 @@ def record_dict(rec: ReconRecord) -> dict:
 # --------------------------------------------------------------------------- NIfTI
 
 
+def nifti_affine(shape_hw: tuple[int, int], pixel_spacing: tuple[float, float] | None = None,
+                 geometry: SliceGeometry | None = None) -> np.ndarray:
+    """4 x 4 voxel-to-world affine of a (H, W, 1) slice volume.
+
+    Without ``geometry``: diag(dH, dW, 1) (1 mm when the spacing is unknown). With it: world
+    RAS coordinates of the scanner (ISMRMRD's LPS with x and y negated); voxel (i, j, 0) is
+    ``position + (i - H // 2) dH read_dir + (j - W // 2) dW phase_dir`` and the third axis
+    runs along ``slice_dir`` by the slice thickness (the in-plane spacing when unknown).
+    """
+    dh, dw = (float(pixel_spacing[0]), float(pixel_spacing[1])) if pixel_spacing else (1.0, 1.0)
+    if geometry is None:
+        return np.diag([dh, dw, 1.0, 1.0])
+    thick = geometry.thickness if geometry.thickness else min(dh, dw)
+    r, p, n = (np.asarray(v, dtype=np.float64) for v in (geometry.read_dir, geometry.phase_dir, geometry.slice_dir))
+    h, w = shape_hw
+    corner = np.asarray(geometry.position, dtype=np.float64) - (h // 2) * dh * r - (w // 2) * dw * p
+    a = np.eye(4)
+    a[:3, 0], a[:3, 1], a[:3, 2], a[:3, 3] = (_LPS_TO_RAS @ v for v in (dh * r, dw * p, thick * n, corner))
+    return a
+
+
 def write_nifti(path: str | Path, image: torch.Tensor | np.ndarray, pixel_spacing: tuple[float, float] | None = None,
-                frame_interval_ms: float | None = None, overwrite: bool = False) -> Path:
+                frame_interval_ms: float | None = None, overwrite: bool = False,
+                geometry: SliceGeometry | None = None) -> Path:
     """Write the magnitude of a cine slice as NIfTI-1 of shape (H, W, 1, T), float32.
 
-    Voxel axis i runs along our H, j along W. With ``pixel_spacing`` (mm along H, W)
-    the affine is diag(dH, dW, 1) and the header zooms say so; without it 1 mm is written.
-    ``frame_interval_ms`` becomes the fourth zoom (units ms).
+    Voxel axis i runs along our H, j along W. The affine is :func:`nifti_affine`: the
+    scanner position and orientation (sform / qform code "scanner") with ``geometry``,
+    else diag(dH, dW, 1) (code "aligned"; 1 mm when ``pixel_spacing`` is unknown), and the
+    header's ``descrip`` says which. ``frame_interval_ms`` becomes the fourth zoom (ms);
+    without it the time unit is "unknown" and the zoom 1 (one frame).
     """
     import nibabel as nib
 
     path = Path(path)
     mag = magnitude(image)
     data = np.ascontiguousarray(mag.transpose(1, 2, 0)[:, :, None, :])  # (H, W, 1, T)
-    dh, dw = (float(pixel_spacing[0]), float(pixel_spacing[1])) if pixel_spacing else (1.0, 1.0)
-    affine = np.diag([dh, dw, 1.0, 1.0])
+    affine = nifti_affine(mag.shape[1:], pixel_spacing, geometry)
     img = nib.Nifti1Image(data, affine)
-    img.header.set_xyzt_units("mm", "msec")
-    img.header.set_zooms((dh, dw, 1.0, float(frame_interval_ms) if frame_interval_ms else 1.0))
+    code = "scanner" if geometry is not None else "aligned"
+    img.set_sform(affine, code=code)
+    img.set_qform(affine, code=code)
+    timed = bool(frame_interval_ms) and math.isfinite(frame_interval_ms) and frame_interval_ms > 0
+    img.header.set_xyzt_units("mm", "msec" if timed else "unknown")
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    img.header.set_zooms((*(float(z) for z in zooms), float(frame_interval_ms) if timed else 1.0))
+    img.header["descrip"] = (b"cinerecon: scanner geometry from the source" if geometry is not None else
+                             b"cinerecon: no scanner geometry in the source (diagonal affine)")
     with atomic_output(path, overwrite) as tmp:
-        nib.save(img, str(tmp))
+        tmp.write_bytes(gzip.compress(img.to_bytes(), mtime=0) if path.name.endswith(".gz") else img.to_bytes())
     return path
 
 
 # --------------------------------------------------------------------------- movies
 
 
+def movie_scale(shape_hw: tuple[int, int], scale: int | None = None) -> int:
+    """Integer enlargement of movie frames: ``scale``, or the smallest giving >= MIN_MOVIE_SIDE px on the short side."""
+    if scale is not None:
+        return int(check_scale(scale))
+    return max(1, math.ceil(MIN_MOVIE_SIDE / max(min(shape_hw), 1)))
+
+
+def movie_frames(image: torch.Tensor | np.ndarray, scale: int | None = None, even: bool = False) -> np.ndarray:
+    """uint8 frames (T, H*s, W*s) of the magnitude, enlarged by nearest neighbour (aspect ratio kept).
+
+    Args:
+        image: (T, H, W) cine.
+        scale: enlargement factor (None: :func:`movie_scale`).
+        even: pad one black row / column where a size is odd (video encoders need even sizes).
+    """
+    frames = to_uint8(magnitude(image))
+    s = movie_scale(frames.shape[1:], scale)
+    frames = frames.repeat(s, axis=1).repeat(s, axis=2)
+    if even:
+        frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2)))
+    return np.ascontiguousarray(frames)
+
+
 def write_gif(path: str | Path, image: torch.Tensor | np.ndarray, fps: float = DEFAULT_FPS,
-              overwrite: bool = False) -> Path:
-    """Write the magnitude cine (T, H, W) as a looping animated GIF (one grey window for all frames)."""
+              overwrite: bool = False, scale: int | None = None) -> Path:
+    """Write the magnitude cine (T, H, W) as a looping animated GIF (one grey window for all frames).
+
+    Frames are enlarged by ``scale`` (default: to at least :data:`MIN_MOVIE_SIDE` px on the short side).
+    """
     import imageio.v3 as iio
 
+    fps = check_fps(fps, "fps")
     path = Path(path)
-    frames = to_uint8(magnitude(image))
+    frames = movie_frames(image, scale)
     with atomic_output(path, overwrite) as tmp:
-        iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+        iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0, is_batch=True)
     return path
 
 
@@ -204,21 +293,25 @@ def require_mp4() -> None:
 
 
 def write_mp4(path: str | Path, image: torch.Tensor | np.ndarray, fps: float = DEFAULT_FPS,
-              overwrite: bool = False) -> Path:
-    """Write the magnitude cine as MP4 (needs an ffmpeg backend; raises ConfigError naming it otherwise)."""
+              overwrite: bool = False, scale: int | None = None) -> Path:
+    """Write the magnitude cine as H.264 MP4 (needs an ffmpeg backend; raises ConfigError naming it otherwise).
+
+    The aspect ratio is kept: frames are enlarged by an integer ``scale`` (default: to at
+    least :data:`MIN_MOVIE_SIDE` px on the short side) and an odd size gets one black row
+    or column, never a resize.
+    """
     require_mp4()
     import imageio.v3 as iio
 
+    fps = check_fps(fps, "fps")
     path = Path(path)
-    frames = to_uint8(magnitude(image))
-    # even sizes for yuv420p encoders
-    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
+    frames = np.repeat(movie_frames(image, scale, even=True)[..., None], 3, axis=-1)  # RGB: (T, H, W) is ambiguous
     with atomic_output(path, overwrite) as tmp:
-        plugin = "FFMPEG" if importlib.util.find_spec("imageio_ffmpeg") else "pyav"
-        if plugin == "pyav":
-            iio.imwrite(tmp, frames, extension=".mp4", plugin=plugin, codec="libx264", fps=fps)
+        if importlib.util.find_spec("imageio_ffmpeg"):
+            iio.imwrite(tmp, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=1,
+                        output_params=["-f", "mp4"])
         else:
-            iio.imwrite(tmp, frames, extension=".mp4", plugin=plugin, fps=fps)
+            iio.imwrite(tmp, frames, extension=".mp4", plugin="pyav", codec="libx264", fps=fps, format="mp4")
     return path
 
 
@@ -231,8 +324,13 @@ def output_paths(stem: Path, formats: tuple[str, ...] | list[str]) -> dict[str, 
 
 
 def write_outputs(stem: Path, rec: ReconRecord, formats: tuple[str, ...] | list[str], fps: float = DEFAULT_FPS,
-                  overwrite: bool = False) -> dict[str, Path]:
-    """Write ``rec`` in each format beside ``stem``; checks every target before writing any."""
+                  overwrite: bool = False, scale: int | None = None) -> dict[str, Path]:
+    """Write ``rec`` in each format beside ``stem``; checks every target before writing any.
+
+    ``scale`` enlarges GIF / MP4 frames (default: automatic, see :func:`movie_scale`).
+    """
+    fps = check_fps(fps, "fps")
+    check_scale(scale, "scale")
     paths = output_paths(stem, formats)
     check_writable(list(paths.values()), overwrite)
     if "mp4" in paths:
@@ -244,9 +342,9 @@ def write_outputs(stem: Path, rec: ReconRecord, formats: tuple[str, ...] | list[
         if fmt == "h5":
             write_recon_h5(p, rec, overwrite)
         elif fmt == "nifti":
-            write_nifti(p, rec.recon, rec.pixel_spacing, interval, overwrite)
+            write_nifti(p, rec.recon, rec.pixel_spacing, interval, overwrite, rec.geometry)
         elif fmt == "gif":
-            write_gif(p, rec.recon, fps, overwrite)
+            write_gif(p, rec.recon, fps, overwrite, scale)
         else:
-            write_mp4(p, rec.recon, fps, overwrite)
+            write_mp4(p, rec.recon, fps, overwrite, scale)
     return paths

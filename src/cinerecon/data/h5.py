@@ -8,7 +8,10 @@ Layout of one file::
     mask            (1, T|1, H|1, W) float32 sampling mask of ``kspace`` (ones if fully sampled)
     masks/<key>     (T|1, W)     float32     retrospective masks, attrs ``accel`` (nominal R), ``acs``
     attrs: name, view, frames, coils, height, width, fully_sampled, pixel_spacing (if known),
-           frame_times_ms (if known), accels (nominal R of masks/*), format_version
+           frame_times_ms (if known), accels (nominal R of masks/*), format_version,
+           position / read_dir / phase_dir / slice_dir / slice_thickness (scanner geometry, if known)
+
+The full description, for readers in other languages: ``docs/hdf5_layout.md``.
 
 Mask keys: ``R04``, ``R08``, ``R10``, ``R24`` (equispaced + ACS, see :func:`transforms.mask_key`).
 Every problem with a file raises :class:`DataError` naming the file, the key and the shape.
@@ -28,8 +31,9 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from ..masks import MaskSpec, acs_lines, effective_acceleration
-from .export import atomic_output, check_writable
-from .sample import CineSample, SampleMeta
+from ..files import atomic_output, check_writable
+from .export import geometry_attrs, geometry_from_attrs
+from .sample import CineSample, SampleMeta, check_array_size, check_mask_values
 from .transforms import apply_mask, augment as augment_sample, draw_mask, window_indices
 
 FORMAT_VERSION = 1
@@ -65,6 +69,7 @@ def _mask_2d(mask: torch.Tensor, key: str, frames: int, width: int) -> np.ndarra
     if m.ndim != 2 or m.shape[0] not in (1, frames) or m.shape[1] != width:
         raise DataError(f"mask {key!r} must be (T|1, W) = ({frames}|1, {width}) or (1, T|1, 1, W), "
                         f"got {tuple(torch.as_tensor(mask).shape)}")
+    check_mask_values(m, f"mask {key!r}")
     return m.numpy()
 
 
@@ -122,6 +127,7 @@ def write_h5(path: str | Path, sample: CineSample, masks: Mapping[str, torch.Ten
                 f.attrs["pixel_spacing"] = np.asarray(meta.pixel_spacing, dtype=np.float64)
             if meta.frame_times_ms is not None:
                 f.attrs["frame_times_ms"] = np.asarray(meta.frame_times_ms, dtype=np.float64)
+            f.attrs.update(geometry_attrs(meta.geometry))
     return path
 
 
@@ -155,6 +161,7 @@ def _inspect(f: h5py.File, path: Path) -> H5Info:
     c, t, h, w = (int(v) for v in ks.shape)
     if t < 1 or h < 2 or w < 2 or c < 1:
         raise DataError(f"{path}: dataset 'kspace' shape (C, T, H, W) = {ks.shape} is too small")
+    check_array_size(ks.shape, 8, f"{path}: dataset 'kspace'")
     mp = _dataset(f, path, "maps")
     _check_complex(mp, path, "maps", 4, "(C, 1, H, W)")
     if mp.shape[0] != c:
@@ -230,6 +237,10 @@ def _read(ds: h5py.Dataset, path: Path, key: str, axis: int = 0, index: np.ndarr
         raise DataError(f"{path}: cannot read dataset {key!r} of shape {ds.shape}: {e}") from e
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
         raise DataError(f"{path}: dataset {key!r} of shape {ds.shape} contains NaN or Inf values")
+    if key in ("kspace", "maps") and not arr.any():
+        raise DataError(f"{path}: dataset {key!r} of shape {ds.shape} is all zeros")
+    if key == "mask" or key.startswith("masks/"):
+        check_mask_values(torch.from_numpy(np.asarray(arr, dtype=np.float32)), f"{path}: mask {key!r}")
     return arr
 
 
@@ -250,7 +261,8 @@ def _meta(f: h5py.File, path: Path, index: np.ndarray | None) -> SampleMeta:
         name=text("name", path.stem), view=text("view", "unknown"), accel=float(a.get("accel", 1.0)),
         acs=int(a.get("acs", 0)), source=str(path),
         pixel_spacing=None if spacing is None else tuple(float(v) for v in np.ravel(spacing)[:2]),
-        frame_times_ms=None if times is None else tuple(float(v) for v in times))
+        frame_times_ms=None if times is None else tuple(float(v) for v in times),
+        geometry=geometry_from_attrs(a, path))
 
 
 def read_h5(path: str | Path, mask_key: str | None = None,
@@ -350,7 +362,7 @@ def read_split(root: str | Path) -> dict[str, list[Path]]:
         raise DataError(f"{root}: not a directory")
     lists = {s: root / f"{s}.txt" for s in SPLITS}
     if not any(p.exists() for p in lists.values()):
-        return {"train": [], "val": [], "test": sorted(root.rglob("*.h5"))}
+        return {"train": [], "val": [], "test": h5_files(root)}
     out: dict[str, list[Path]] = {}
     for split, lst in lists.items():
         files: list[Path] = []
@@ -380,6 +392,11 @@ def write_split(root: str | Path, splits: Mapping[str, Sequence[Path]], overwrit
     return written
 
 
+def h5_files(root: str | Path) -> list[Path]:
+    """Every ``*.h5`` below ``root``, sorted; hidden files (``.name.h5``, e.g. an old writer's leftovers) skipped."""
+    return [p for p in sorted(Path(root).rglob("*.h5")) if not p.name.startswith(".")]
+
+
 # ----------------------------------------------------------------------------- dataset
 
 
@@ -387,7 +404,7 @@ def _list_files(root: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(root, (str, Path)):
         root = Path(root)
         if root.is_dir():
-            files = sorted(root.rglob("*.h5"))
+            files = h5_files(root)
             if not files:
                 raise DataError(f"{root}: no .h5 files")
             return files

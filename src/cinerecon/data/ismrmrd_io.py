@@ -11,6 +11,12 @@ Noise, navigator, phase-correction, dummy and feedback scans are skipped; repeat
 lines (``idx.average``) are averaged; reversed readouts (``ACQ_IS_REVERSE``) are flipped.
 The sampling mask is derived from which lines were acquired in each frame.
 
+Scanner geometry comes with each slice when the headers have it: the acquisitions'
+``position``, ``read_dir`` (our H axis), ``phase_dir`` (our W axis) and ``slice_dir``
+(patient coordinates, LPS, mm), the slice thickness from the encoded field of view's
+``z`` and the frame times from ``sequenceParameters.TR`` (frame t at t x TR; ISMRMRD does
+not record the lines per segment of a segmented cine, so TR is taken as the frame time).
+
 The XML header is parsed with :mod:`ismrmrd.xsd`; acquisitions are read in blocks
 directly from the documented HDF5 layout (``/<group>/data`` records with ``head``,
 ``traj`` and ``data``), which is much faster than ``Dataset.read_acquisition`` per line.
@@ -28,6 +34,7 @@ import torch
 
 from ..errors import DataError
 from ..fft import fft1c, ifft1c
+from .sample import SliceGeometry, check_array_size
 
 _BLOCK = 4096
 
@@ -81,6 +88,8 @@ class IsmrmrdSlice:
         slice_index: ``idx.slice`` of the lines.
         pixel_spacing: (spacing along H (readout), spacing along W (phase encoding)) in mm.
         source: the file.
+        geometry: position and orientation of the slice, when the acquisition headers have them.
+        frame_times_ms: t x TR for each frame, when the header gives TR.
     """
 
     kspace: torch.Tensor
@@ -88,6 +97,8 @@ class IsmrmrdSlice:
     slice_index: int
     pixel_spacing: tuple[float, float] | None
     source: Path
+    geometry: SliceGeometry | None = None
+    frame_times_ms: tuple[float, ...] | None = None
 
     @property
     def fully_sampled(self) -> bool:
@@ -102,6 +113,9 @@ class _Geometry:
     centre_line: int      # encoded index of the k-space centre line
     frames: int | None    # from encodingLimits.phase, if present
     spacing: tuple[float, float] | None
+    fov_phase: float      # encoded field of view along the phase encoding (mm), 0 when unknown
+    thickness: float | None  # encoded field of view along z (mm) of a 2D acquisition
+    tr_ms: float | None   # first sequenceParameters.TR
 
 
 def _geometry(path: Path, xml: bytes | str, encoding: int) -> _Geometry:
@@ -127,7 +141,11 @@ def _geometry(path: Path, xml: bytes | str, encoding: int) -> _Geometry:
     fov, mat = rs.fieldOfView_mm, rs.matrixSize
     if fov.x > 0 and fov.y > 0 and mat.x > 0 and mat.y > 0:
         spacing = (float(fov.x) / int(mat.x), float(es.fieldOfView_mm.y) / max(int(es.matrixSize.y), 1))
-    return _Geometry(int(es.matrixSize.x), int(rs.matrixSize.x), lines, centre, frames, spacing)
+    thickness = float(es.fieldOfView_mm.z) if es.fieldOfView_mm.z and es.fieldOfView_mm.z > 0 else None
+    seq = getattr(hdr, "sequenceParameters", None)
+    trs = [float(v) for v in (getattr(seq, "TR", None) or []) if v and float(v) > 0] if seq is not None else []
+    return _Geometry(int(es.matrixSize.x), int(rs.matrixSize.x), lines, centre, frames, spacing,
+                     float(es.fieldOfView_mm.y or 0.0), thickness, trs[0] if trs else None)
 
 
 @dataclass(frozen=True)
@@ -240,8 +258,11 @@ def _scan(path: Path, data: h5py.Dataset, geo: _Geometry, cfg: IsmrmrdConfig) ->
     # the header's centre line goes to W // 2; grow W (zero-filled) when the lines would not fit otherwise
     before, after = geo.centre_line - int(e1.min()), int(e1.max()) - geo.centre_line
     width = max(geo.lines, 2 * max(before, after + 1))
+    frames = max(int(idx["phase"][sel].max()) + 1, geo.frames or 0)
+    check_array_size((int(ch[0]), frames, max(geo.readout, samples), width), 8,
+                     f"{path}: k-space of one slice (C, T, H, W) from the header and acquisitions")
     return _Scan(head, sel, np.unique(idx["slice"][sel]), int(ch[0]), samples,
-                 max(int(idx["phase"][sel].max()) + 1, geo.frames or 0), max(geo.readout, samples), width,
+                 frames, max(geo.readout, samples), width,
                  width // 2 - geo.centre_line)
 
 
@@ -276,12 +297,35 @@ def _assemble_slice(path: Path, data: h5py.Dataset, geo: _Geometry, sc: _Scan, z
         empty = np.flatnonzero(~lines.any(axis=1)).tolist()
         raise DataError(f"{path}: slice {z} has no lines in cardiac phases {empty} of {sc.frames}")
     acc /= np.maximum(count, 1)[None, :, None, :].astype(np.float32)
+    if not np.isfinite(acc).all():
+        raise DataError(f"{path}: slice {z} k-space (C, T, H, W) = {acc.shape} contains NaN or Inf values")
+    if not acc.any():
+        raise DataError(f"{path}: slice {z} k-space (C, T, H, W) = {acc.shape} is all zeros")
     k = torch.from_numpy(acc)
     if cfg.remove_oversampling and geo.readout_recon < sc.height:
         k = _crop_readout(k, geo.readout_recon)
     m = lines[:1] if (lines == lines[:1]).all() else lines
     mask = torch.from_numpy(m.astype(np.float32))[None, :, None, :]
-    return IsmrmrdSlice(k.to(torch.complex64), mask, z, geo.spacing, path)
+    spacing = geo.spacing
+    if spacing is not None and geo.fov_phase > 0:  # W may have grown around the centre line: same FOV, W pixels
+        spacing = (spacing[0], geo.fov_phase / sc.width)
+    times = None if geo.tr_ms is None else tuple(t * geo.tr_ms for t in range(sc.frames))
+    return IsmrmrdSlice(k.to(torch.complex64), mask, z, spacing, path, _slice_geometry(sc.head[mine], geo),
+                        times)
+
+
+def _unit(v: np.ndarray) -> tuple[float, float, float] | None:
+    n = float(np.linalg.norm(v))
+    return None if not np.isfinite(n) or n < 1e-6 else tuple(float(x) / n for x in v)
+
+
+def _slice_geometry(head: np.ndarray, geo: _Geometry) -> SliceGeometry | None:
+    """Position and directions of a slice from its acquisitions' headers (mean position); None when absent."""
+    pos = np.asarray(head["position"], dtype=np.float64).mean(axis=0)
+    dirs = [_unit(np.asarray(head[k][0], dtype=np.float64)) for k in ("read_dir", "phase_dir", "slice_dir")]
+    if any(d is None for d in dirs) or not np.isfinite(pos).all():
+        return None
+    return SliceGeometry(tuple(float(x) for x in pos), dirs[0], dirs[1], dirs[2], geo.thickness)
 
 
 def _crop_readout(k: torch.Tensor, size: int) -> torch.Tensor:

@@ -10,9 +10,9 @@ authors' CRUNet-MR checkpoints (dispatched to :mod:`cinerecon.models.compat`).
 from __future__ import annotations
 
 import dataclasses
-import os
+import pickle
 import random
-import tempfile
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError, DataError, OutputExistsError, WeightsNotFoundError
+from ..errors import CineReconError, ConfigError, DataError, OutputExistsError, WeightsNotFoundError
+from ..files import atomic_output
 from .config import TrainConfig, to_dict
 
 FORMAT = "cinerecon-checkpoint"
@@ -111,56 +112,27 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def _atomic_write(path: str | Path, mode: str, write: Callable[[IO], Any]) -> Path:
-    """Call ``write(f)`` on a temporary file in ``path``'s directory, fsync, then ``os.replace``.
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync, then rename it to ``path``.
 
-    A crash or an exception during the write leaves any previous file at ``path`` intact
-    and no temporary file behind.
+    Goes through :func:`cinerecon.files.atomic_output`: the file gets the umask's mode, a
+    crash or an exception during the write leaves any previous file at ``path`` intact, and
+    an exception leaves no temporary file behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
+    with atomic_output(path, overwrite=True, fsync=True) as tmp:
+        with open(tmp, mode) as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``.
-
-    A crash or an exception during the save leaves any previous file at ``path`` intact
-    and no temporary file behind.
-    """
-    path = _atomic_write(path, "wb", lambda f: torch.save(obj, f))
-    _fsync_dir(path.parent)
-    return path
+    """``torch.save`` to a temporary file in the same directory, fsync, then rename (see :func:`_atomic_write`)."""
+    return _atomic_write(path, "wb", lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically (temporary file in the same directory + ``os.replace``)."""
+    """Write a text file atomically (temporary file in the same directory + rename)."""
     return _atomic_write(path, "w", lambda f: f.write(text))
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -208,6 +180,59 @@ def _torch_load(path: Path, weights_only: bool = True) -> Any:
         raise WeightsNotFoundError(f"checkpoint {path} does not exist") from None
 
 
+def _check_torch_file(path: Path) -> None:
+    """Raise DataError unless ``path`` starts like a ``torch.save`` file (zip archive or legacy pickle)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise DataError(f"{path}: not a PyTorch checkpoint (the file starts with {head!r}, not a torch.save archive); "
+                        "expected our last.pt / best.pt or an authors' CRUNet-MR .pth")
+
+
+def _refusal(path: Path, e: Exception) -> DataError:
+    """One-line error for a file that holds pickled objects beyond tensors (never unpickled)."""
+    m = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(e))
+    what = f"a pickled {m.group(1)}" if m else "pickled Python objects"
+    return DataError(f"{path}: holds {what} besides tensors; cinerecon reads weights only and never unpickles "
+                     "code from a checkpoint. If you trust the file, re-save its state dict in Python "
+                     "(torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt')) and pass that")
+
+
+def _load_weights(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` of ``path`` with every failure turned into one DataError line."""
+    _check_torch_file(path)
+    try:
+        return _torch_load(path, weights_only=True)
+    except WeightsNotFoundError:
+        raise
+    except pickle.UnpicklingError as e:
+        raise _refusal(path, e) from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, KeyError, ... on damaged archives
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"{path}: not a readable PyTorch checkpoint (truncated or damaged: "
+                        f"{type(e).__name__}: {first[:200]})") from None
+
+
+def _check_version(obj: dict, path: Path) -> None:
+    v = obj.get("version", 0)
+    try:
+        v = int(v)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: checkpoint format version {v!r} is not a number") from None
+    if v > VERSION:
+        raise DataError(f"{path}: checkpoint format version {v} is newer than the version {VERSION} this cinerecon "
+                        "reads; update cinerecon to load it")
+
+
+def check_finite_weights(state_dict: dict, source: str) -> None:
+    """Raise DataError naming the first weight with NaN or Inf values (a diverged or damaged checkpoint)."""
+    for k, v in state_dict.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise DataError(f"{source}: weight {k!r} {tuple(v.shape)} holds {bad} NaN/Inf values; the checkpoint "
+                            "is damaged or from a diverged run")
+
+
 def is_our_checkpoint(obj: Any) -> bool:
     """Whether a loaded object is one of our checkpoints."""
     return isinstance(obj, dict) and obj.get("format") == FORMAT
@@ -218,16 +243,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        obj = _torch_load(path)
-    except WeightsNotFoundError:
-        raise
-    except Exception as e:
-        raise DataError(f"{path}: not a readable cinerecon checkpoint ({type(e).__name__}: {e})") from None
+    obj = _load_weights(path)
     if not is_our_checkpoint(obj):
         raise DataError(f"{path}: not a cinerecon checkpoint (no format={FORMAT!r} key)")
-    if int(obj.get("version", 0)) > VERSION:
-        raise DataError(f"{path}: checkpoint version {obj.get('version')} is newer than this cinerecon ({VERSION})")
+    _check_version(obj, path)
     return Checkpoint.from_dict(obj, str(path))
 
 
@@ -235,22 +254,49 @@ def build_from_checkpoint(ck: Checkpoint, source: str = "checkpoint", **extra_kw
     """Build the registered model named in ``ck`` and load its weights (strict)."""
     from ..models import build_model
 
-    model = build_model(ck.model_name, **{**ck.model_kwargs, **extra_kwargs})
+    kwargs = {**ck.model_kwargs, **extra_kwargs}
+    _check_shapes(ck, kwargs, source)
+    model = build_model(ck.model_name, **kwargs)
     try:
         model.load_state_dict(ck.state_dict)
     except RuntimeError as e:
         raise DataError(f"{source}: weights do not fit model {ck.model_name!r} "
-                        f"with kwargs {ck.model_kwargs}: {e}") from None
+                        f"with kwargs {ck.model_kwargs}: {' '.join(str(e).split())[:400]}") from None
     return model
+
+
+def _check_shapes(ck: Checkpoint, kwargs: dict, source: str) -> None:
+    """Build the model on the meta device (no memory) and compare its weights' shapes with the state dict.
+
+    Catches a checkpoint whose kwargs would allocate absurd sizes, or that do not build at
+    all, before any real allocation.
+    """
+    from ..models import build_model
+
+    if not isinstance(ck.state_dict, dict) or not isinstance(ck.model_kwargs, dict):
+        raise DataError(f"{source}: 'state_dict' and 'model_kwargs' must be dicts")
+    try:
+        with torch.device("meta"):
+            probe = build_model(ck.model_name, **kwargs)
+    except (CineReconError, TypeError, ValueError, RuntimeError, NotImplementedError) as e:
+        raise DataError(f"{source}: cannot build model {ck.model_name!r} from the checkpoint's kwargs "
+                        f"{ck.model_kwargs}: {' '.join(str(e).split())[:300]}") from None
+    want = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in ck.state_dict.items() if isinstance(v, torch.Tensor)}
+    wrong = [f"{k} {have[k]} vs {want[k]}" for k in want if k in have and have[k] != want[k]]
+    missing = [k for k in want if k not in have]
+    if wrong or missing:
+        parts = ([f"{len(wrong)} shape mismatches (stored vs model), e.g. {wrong[:2]}"] if wrong else []) + \
+                ([f"{len(missing)} missing weights, e.g. {missing[:3]}"] if missing else [])
+        raise DataError(f"{source}: weights do not fit model {ck.model_name!r} with kwargs {ck.model_kwargs}: "
+                        + "; ".join(parts))
 
 
 def _load_authors(obj: Any, path: Path) -> tuple[nn.Module, dict]:
     """An authors' CRUNet-MR checkpoint (a state dict, possibly wrapped as in Lightning files)."""
     from ..models import compat
 
-    if obj is None:  # not readable weights-only: compat explains how to proceed
-        model = compat.load_authors_checkpoint(path)
-    elif compat.is_authors_state_dict(obj):
+    if compat.is_authors_state_dict(obj):
         model = compat.load_authors_checkpoint(obj)
     else:
         keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
@@ -270,27 +316,36 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     Returns:
         (model in eval mode, config dict). For our checkpoints the dict is the resolved
         training config (``cfg["model"]`` names the architecture); for the authors' ones it
-        holds at least ``{"model": {"name": "crunet", "kwargs": ...}}``.
+        holds at least ``{"model": {"name": "crunet", "kwargs": ...}}``. The model's
+        ``source_checkpoint`` attribute is ``str(path)``.
 
     Raises:
         WeightsNotFoundError: the file does not exist.
-        DataError: the file is not a checkpoint we can read.
+        DataError: the file is not a checkpoint we can read: not a torch file, pickled
+            objects besides tensors (never unpickled), a format version newer than
+            :data:`VERSION`, kwargs that do not build or do not fit the weights, NaN/Inf weights.
+        ConfigError: the model cannot be moved to ``device``.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"checkpoint {path} does not exist; pass a local file "
                                    f"(our last.pt/best.pt or an authors' CRUNet-MR checkpoint)")
-    try:
-        obj = _torch_load(path, weights_only=True)
-    except Exception:
-        obj = None  # e.g. a Lightning checkpoint with pickled hyper-parameters
+    obj = _load_weights(path)
     if is_our_checkpoint(obj):
+        _check_version(obj, path)
         ck = Checkpoint.from_dict(obj, str(path))
         model = build_from_checkpoint(ck, str(path), **_inference_kwargs(ck))
         cfg = dict(ck.config)
     else:
         model, cfg = _load_authors(obj, path)
-    return model.to(device).eval(), cfg
+    check_finite_weights(model.state_dict(), str(path))
+    model.source_checkpoint = str(path)  # named by callers whose outputs turn out non-finite
+    try:
+        model = model.to(device)
+    except (RuntimeError, AssertionError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise ConfigError(f"--device {device}: cannot move the model there ({reason})") from None
+    return model.eval(), cfg
 
 
 def _inference_kwargs(ck: Checkpoint) -> dict:

@@ -1,0 +1,31 @@
+"""Safe names and the out-folder check of :mod:`cinerecon.files`."""
+
+from __future__ import annotations
+
+import pytest
+
+from cinerecon.errors import ConfigError
+from cinerecon.files import inside, safe_name
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("sax", "sax"), ("R08_ktGaussian", "R08_ktGaussian"), ("P001/slice03", "P001_slice03"),
+    ("../../etc/passwd", "etc_passwd"), ("..", "unnamed"), (".hidden.h5", "hidden.h5"), ("a\\b", "a_b"),
+    ("a/../b", "a_._b"), ("", "unnamed"), ("x y:z", "x_y_z"),
+])
+def test_safe_name(text, expected):
+    name = safe_name(text)
+    assert name == expected
+    assert "/" not in name and "\\" not in name and ".." not in name and not name.startswith(".")
+
+
+def test_inside_refuses_paths_leaving_the_folder(tmp_path):
+    out = tmp_path / "out"
+    assert inside(out, out / "a" / "b.h5") == out / "a" / "b.h5"
+    with pytest.raises(ConfigError, match=r"outside .*out"):
+        inside(out, out / ".." / "x.h5")
+    (tmp_path / "elsewhere").mkdir()
+    out.mkdir()
+    (out / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="link"):
+        inside(out, out / "link" / "x.h5")
