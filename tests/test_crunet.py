@@ -68,7 +68,31 @@ def test_golden_naive_reference_matches_authors(golden):
 
 def test_parameter_count_matches_paper_model():
     model = build_model("crunet", chans=64, cascades=5)
-    assert sum(p.numel() for p in model.parameters()) == 4_537_930
+    # every parameter acts: the first cascade's five ih2ih convolutions see a zero state, so
+    # only their biases are parameters (5 x 64 x 64 x 3 x 3 = 184,320 idle weights left out)
+    assert sum(p.numel() for p in model.parameters()) == 4_537_930 - 184_320
+    # the authors' layout holds those idle weights too: 4,537,930 without the unused pp tensors
+    assert sum(v.numel() for v in to_authors_state_dict(model).values()) == 4_537_930
+
+
+def test_every_parameter_acts_and_old_checkpoints_load():
+    """DDP needs a gradient for every parameter; checkpoints with the idle weights still load."""
+    model = _model(seed=13)
+    k0, mask, maps = measured_problem(b=1, t=3, h=8, w=8, seed=14)
+    model(k0, mask, maps).abs().pow(2).sum().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    old = dict(model.state_dict())
+    idle = model.idle_weights()
+    assert sorted(idle) == sorted(f"cascades.0.{u}.cell.ih2ih.weight"
+                                  for u in ("d_crnn1", "d_crnn2", "bcrnn", "u_crnn1", "u_crnn2"))
+    old.update({k: torch.randn(shape) for k, shape in idle.items()})  # as written before the change
+    fresh = _model(seed=14)
+    fresh.load_state_dict(old)  # strict
+    load_authors_state_dict(_model(seed=15), old)
+    for k, v in fresh.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    with pytest.raises(ConfigError, match="iteration state"):
+        model.cascades[0].d_crnn1(torch.randn(1, 2, SMALL["chans"], 4, 4), torch.randn(1, 2, SMALL["chans"], 4, 4))
 
 
 # ---------------------------------------------------------------- fast blocks vs literal ops
@@ -186,7 +210,10 @@ def test_switches_remove_parameters():
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     full = build_model("crunet", chans=4, cascades=1)
     assert n(build_model("crunet", chans=4, cascades=1, side_branches=False)) == n(full) - 5 * (16 + 4)
-    assert n(build_model("crunet", chans=4, cascades=1, iteration_recurrence=False)) == n(full) - 5 * (144 + 4)
+    # one cascade: the first cascade's ih2ih is its bias alone (a zero iteration state)
+    assert n(build_model("crunet", chans=4, cascades=1, iteration_recurrence=False)) == n(full) - 5 * 4
+    two = build_model("crunet", chans=4, cascades=2)
+    assert n(build_model("crunet", chans=4, cascades=2, iteration_recurrence=False)) == n(two) - 5 * (144 + 4 + 4)
 
 
 def test_checkpointing_gives_same_output_and_gradients():
@@ -271,7 +298,11 @@ def test_speed_benchmark_runs_and_agrees(capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--size", "12", "10", "--frames", "3", "--coils", "2", "--chans", "4",
-                       "--cascades", "2", "--skip-memory"]) == 0
+                       "--cascades", "2", "--skip-memory", "--throughput-batch", "2", "--skip-allocator"]) == 0
     out = capsys.readouterr().out
     err = float(out.split("max |ours - naive| / max |naive| = ")[1].split()[0])
+    assert err < 1e-5
+    assert "throughput ratio ours/naive fp32: " in out  # 2 slices in one call vs 2 naive calls
+    err = float(out.split("throughput ratio ours/naive fp32: ")[1].split("max |ours - naive| / max |naive| = ")[1]
+                .split()[0])
     assert err < 1e-5

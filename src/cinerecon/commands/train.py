@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -64,6 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--batch-size", type=int, help="items per batch (per process)")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty run directory")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
+                   help="CUDA: TensorFloat-32 matmuls and cuDNN convolutions (config key tf32; default on); "
+                        "--no-tf32 computes in full float32")
     p.add_argument("--set", action="append", default=[], metavar="key=value",
                    help="a config override (same as a positional key=value); repeatable")
     return _allow_intermixed(p)
@@ -93,6 +97,8 @@ def resolve(args: argparse.Namespace):
                "overwrite": bool(args.overwrite or cfg.overwrite)}
     if args.epochs is not None:
         changes["epochs"] = args.epochs
+    if args.tf32 is not None:
+        changes["tf32"] = bool(args.tf32)
     if args.out is not None:
         changes["out"] = args.out
     if args.init is not None:
@@ -111,5 +117,6 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = resolve(args)
     run_dir = fit(cfg)
-    print(f"run directory: {run_dir} (best.pt, last.pt, config.yaml, metrics.jsonl, tb/)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
+        print(f"run directory: {run_dir} (best.pt, last.pt, config.yaml, metrics.jsonl, tb/)")
     return 0

@@ -176,6 +176,30 @@ class Conv2p1d(nn.Module):
         return temporal_conv(y, self.temporal.weight, self.temporal.bias, self.temporal_padding)
 
 
+class IterationBias(nn.Module):
+    """What ``ih2ih`` is in a cell whose iteration state is always zero (the first cascade).
+
+    ``ih2ih(0)`` is its bias alone, so only the bias is a parameter: a weight that can never
+    receive a gradient would make DistributedDataParallel fail at its second step. The
+    state-dict key stays ``...ih2ih.bias``; a stored ``...ih2ih.weight`` (checkpoints written
+    before this change, the authors' files) is accepted and dropped on loading.
+
+    Args:
+        conv: the Conv2d built for ``ih2ih``; its bias is kept (same values, same random
+            stream at construction, so seeded initialisation is unchanged).
+    """
+
+    weight = None
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.bias = conv.bias
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "weight", None)  # multiplies a zero state: never acts
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class CRNNCell(nn.Module):
     """The CRNN-TI cell: h_t = ReLU(i2h(x_t) + h2h(h_{t-1}) + ih2ih(hiter_t)).
 
@@ -186,6 +210,9 @@ class CRNNCell(nn.Module):
         dilation: dilation d of all three convolutions.
         iteration_recurrence: keep ``ih2ih`` (the recurrence across cascades); without it the
             cell sees no iteration state (the paper's "CRNN-TI" ablation).
+
+    :meth:`zero_iteration_state` turns ``ih2ih`` into its bias alone (:class:`IterationBias`)
+    for a cell that never receives an iteration state.
     """
 
     def __init__(self, chans: int, dilation: int = 1, iteration_recurrence: bool = True) -> None:
@@ -195,6 +222,11 @@ class CRNNCell(nn.Module):
         self.h2h = conv()
         self.ih2ih = conv() if iteration_recurrence else None
         self.dilation = dilation
+
+    def zero_iteration_state(self) -> None:
+        """Keep only ``ih2ih``'s bias: this cell's iteration state is always zero (first cascade)."""
+        if isinstance(self.ih2ih, nn.Conv2d):
+            self.ih2ih = IterationBias(self.ih2ih)
 
     def input_terms(self, x: torch.Tensor, hiter: torch.Tensor | None) -> torch.Tensor:
         """Everything that does not depend on h_{t-1}, for all frames in one convolution.
@@ -207,6 +239,9 @@ class CRNNCell(nn.Module):
         bias = self.i2h.bias + self.h2h.bias
         if self.ih2ih is not None:
             bias = bias + self.ih2ih.bias
+        if hiter is not None and isinstance(self.ih2ih, IterationBias):
+            raise ConfigError("this CRNN-TI cell has no ih2ih weight (a first-cascade cell, whose "
+                              "iteration state is zero); it cannot take an iteration state")
         if self.ih2ih is not None and hiter is not None:
             w = torch.cat([self.i2h.weight, self.ih2ih.weight], dim=1)
             y = F.conv2d(fold(torch.cat([x, hiter], dim=2)), w, bias, padding=d, dilation=d)

@@ -24,6 +24,10 @@ from .complex_io import from_channels, to_channels
 from .unrolled import ConfiguredUnrolled, config_from_kwargs
 
 
+#: The CRNN-TI units of a cascade, in the order of :class:`CRUNetState`'s fields.
+UNITS = ("d_crnn1", "d_crnn2", "bcrnn", "u_crnn1", "u_crnn2")
+
+
 class CRUNetState(NamedTuple):
     """Iteration state handed from one cascade to the next, one entry per CRNN-TI unit.
 
@@ -56,7 +60,7 @@ class CRUNetConfig:
         temporal_padding: "circular" or "zero" padding of the temporal convolutions.
         iteration_recurrence: the ih2ih recurrence across cascades ("CRNN-TI" ablation off).
         checkpoint_cascades: activation checkpointing per cascade (training memory).
-        initial_image: first cascade's input, "zero_filled" (paper) or "view_sharing"
+        initial_image: first cascade's input, "zero_filled" (paper), "view_sharing" or "cg_sense" (ours)
             (for time-varying masks without ACS; see :class:`~cinerecon.models.unrolled.Unrolled`).
     """
 
@@ -136,12 +140,35 @@ class CRUNet(ConfiguredUnrolled):
     Called as ``model(kspace (B, C, T, H, W), mask, sens_maps (B, C, 1, H, W)) -> (B, T, H, W)``.
     Per cascade: normalise, pad H and W to a multiple of 8, denoise, crop, un-normalise, hard DC.
 
+    The first cascade's iteration state is zero, so its five ``ih2ih`` convolutions reduce to
+    their biases and hold no weight (:class:`~cinerecon.models.blocks.IterationBias`): every
+    parameter of the model acts, as DistributedDataParallel requires. At the paper's size
+    that is 4,353,610 parameters; the authors' files also hold the five idle 64 x 64 x 3 x 3
+    weights (4,537,930 without their unused ``pp`` tensors), which loading accepts and drops
+    (:mod:`cinerecon.models.compat`).
+
     Args:
         cfg: a :class:`CRUNetConfig`.
     """
 
     def __init__(self, cfg: CRUNetConfig) -> None:
         super().__init__(cfg, CRUNetCascade, pad_multiple=8)
+        for unit in UNITS:  # built like the others (same random stream), then reduced
+            getattr(self.cascades[0], unit).cell.zero_iteration_state()
+
+    def idle_weights(self) -> dict[str, torch.Size]:
+        """Weights of the authors' layout that never act here: {our key: shape}.
+
+        The first cascade's ``ih2ih`` weights (absent from this model; see the class
+        docstring). :func:`~cinerecon.models.compat.load_authors_state_dict` drops them from a
+        file, :func:`~cinerecon.models.compat.to_authors_state_dict` writes them as zeros.
+        """
+        out = {}
+        for unit in UNITS:
+            cell = getattr(self.cascades[0], unit).cell
+            if cell.ih2ih is not None and cell.ih2ih.weight is None:
+                out[f"cascades.0.{unit}.cell.ih2ih.weight"] = cell.i2h.weight.shape
+        return out
 
 
 @register("crunet")
