@@ -119,7 +119,8 @@ def test_refuses_existing_output(demo):
 def test_checkpoint_skips_training_and_reproduces_scores(demo, tmp_path):
     out, _ = demo
     out2 = tmp_path / "again"
-    rc, stdout, err = run_cli(["demo", "--out", str(out2), "--checkpoint", str(out / "run" / "best.pt"), *TINY])
+    rc, stdout, err = run_cli(["demo", "--out", str(out2), "--checkpoint", str(out / "run" / "best.pt"), "--phantoms",
+                               *TINY])
     assert rc == 0, err
     assert not (out2 / "run").exists()
     first = table_rows((out / "demo_table.md").read_text(), "paper")
@@ -170,3 +171,29 @@ def test_overwrite_removes_only_the_demo_outputs(tmp_path):
     assert (out / "notes.txt").read_text() == "the user's"
     prepare_out(tmp_path / "empty", overwrite=False)  # a new or empty folder is fine
     prepare_out(tmp_path / "empty", overwrite=False)
+
+
+def test_weights_show_the_held_out_real_series_when_present(tmp_path):
+    from cinerecon.cli import build_parser
+    from cinerecon.commands.demo import config_from_args
+    from cinerecon.demo import DEFAULT_REAL_SERIES
+
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["demo", "--pretrained"]))
+    assert cfg.real_series == (DEFAULT_REAL_SERIES if DEFAULT_REAL_SERIES.is_file() else None)
+    assert config_from_args(parse(["demo", "--pretrained", "--phantoms"])).real_series is None
+    assert config_from_args(parse(["demo"])).real_series is None  # training happens on simulated data only
+    own = tmp_path / "mine.npz"
+    assert config_from_args(parse(["demo", "--pretrained", "--real-series", str(own)])).real_series == own
+    with pytest.raises(ConfigError, match="needs trained weights"):
+        DemoConfig(real_series=own)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("../shared/data/real_cine_extra/rat_sax_8fr.npz").is_file(), reason="no real series")
+def test_pretrained_demo_on_the_real_series(tmp_path):
+    rc, stdout, err = run_cli(["demo", "--out", str(tmp_path / "d"), "--pretrained"])
+    assert rc == 0, err
+    rows = table_rows((tmp_path / "d" / "demo_table.md").read_text(), "global")
+    assert rows["CRUNet-MR"][0] > rows["CG-SENSE"][0]
+    assert "real magnitude series" in (tmp_path / "d" / "demo_table.md").read_text()

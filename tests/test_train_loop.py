@@ -113,7 +113,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
 
     def crashing(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 4:  # first batch of epoch 2 (2 batches + 1 validation item per epoch)
+        if calls["n"] == 5:  # first batch of epoch 2 (the start-up probe step, then 2 batches + 1 validation item)
             raise RuntimeError("simulated crash")
         return real_loss(*a, **k)
 
@@ -266,3 +266,40 @@ def test_finetune_crunet_from_authors_checkpoint_via_cli(tmp_path, golden):
     ref = load_authors_checkpoint(golden["state_dict"])
     for (k, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-8), k
+
+
+class _FakeClock:
+    """``time`` stand-in for the loop whose ``monotonic()`` advances 10 s per call."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 10.0
+        return self.now
+
+
+def test_time_budget_fits_the_epoch_count_and_keeps_best_and_last(tmp_path, monkeypatch):
+    import cinerecon.train.loop as loop
+
+    monkeypatch.setattr(loop, "time", _FakeClock())
+    # clock: start 10, probe 20 -> 30, epoch ends 40, 50, 60 (elapsed 30, 40, 50 of a 60 s budget):
+    # after epoch 1 two epochs fit, after epoch 2 three, and the run ends at 3 of the 50 asked for
+    cfg = tiny_cfg(tmp_path / "run", epochs=50, time_budget_min=1.0)
+    run = fit(cfg, MemoryCine(n=2), MemoryCine(n=1, seed=4))
+    assert read_checkpoint(run / "last.pt").epoch == 3
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 3
+    assert (run / "best.pt").is_file() and len(_metrics(run)) == 3
+
+
+def test_time_budget_that_cannot_fit_one_step_is_refused_before_training(tmp_path):
+    cfg = tiny_cfg(tmp_path / "run", epochs=2, time_budget_min=1e-9)
+    with pytest.raises(ConfigError, match="cannot fit one training step"):
+        fit(cfg, MemoryCine(n=2))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("override", ["data.batch_size=0", "optim.lr=.nan", "optim.lr=-1", "time_budget_min=0"])
+def test_bad_numbers_in_the_config_are_refused(override):
+    with pytest.raises(ConfigError):
+        load_config(None, [override])

@@ -32,10 +32,13 @@ import torch.nn as nn
 
 from .errors import ConfigError, DataError, OutputExistsError
 
-#: A small CRUNet-MR (chans 16, 3 cascades, R = 8) shipped with the package, trained for 15 CPU
-#: minutes on 40 simulated subjects of seed 1 (disjoint from the demo's default seed-0 data) by
-#: ``scripts/train_demo_checkpoint.sh``; ``cinerecon demo --pretrained`` uses it.
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "demo_crunet.pt"
+#: The CRUNet-MR shipped with the package (trained on real anatomy, see ``assets/crunet_real.md``);
+#: ``cinerecon demo --pretrained`` uses it.
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "crunet_real.pt"
+#: The real series held out from the shipped model's training; the demo shows it when present.
+DEFAULT_REAL_SERIES = Path("../shared/data/real_cine_extra/rat_sax_8fr.npz")
+#: How the demo turns a real magnitude series into k-space (as benchmarks/real_anatomy.py).
+REAL_SIZE, REAL_COILS, REAL_SNR_DB, REAL_ACS = 128, 10, 35.0, 24
 
 DATA_DIR = "data"
 RUN_DIR = "run"
@@ -82,6 +85,8 @@ class DemoConfig:
             windows make steps cheaper: within a few CPU minutes, 3 cascades trained on
             5-frame windows reach a higher test PSNR than 5 cascades on whole series.
         checkpoint: a trained checkpoint (ours or the authors') to use instead of training.
+        real_series: with ``checkpoint``, reconstruct this real magnitude series (``.npz``, made
+            into 10-coil k-space at 128 x 128) instead of a simulated one.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
         error_gain: magnification of the |error| maps in the figure.
         overwrite: replace the demo's previous outputs in ``out``.
@@ -102,6 +107,7 @@ class DemoConfig:
     lr: float = 1e-3
     frames_window: int | None = 5
     checkpoint: Path | None = None
+    real_series: Path | None = None
     device: str = "auto"
     error_gain: float = 3.0
     overwrite: bool = False
@@ -124,6 +130,9 @@ class DemoConfig:
             raise ConfigError(f"frames_window must be >= 1 or None, got {self.frames_window}")
         if self.error_gain <= 0:
             raise ConfigError(f"error_gain must be > 0, got {self.error_gain}")
+        if self.real_series is not None and self.checkpoint is None:
+            raise ConfigError("a real series needs trained weights (--pretrained or --checkpoint): the demo trains "
+                              "on simulated data only")
 
 
 @dataclass(frozen=True)
@@ -202,7 +211,7 @@ class DemoResult:
 
     Attributes:
         out: output folder.
-        data_dir: simulated dataset.
+        data_dir: simulated dataset, or the folder of the real series.
         test_file: the held-out series that was reconstructed.
         mask_key: stored mask used (``R08``).
         accel: nominal acceleration.
@@ -510,6 +519,21 @@ def _quiet(message: str) -> None:
     """The default ``log`` of :func:`run_demo`: say nothing."""
 
 
+def real_test_sample(cfg: DemoConfig):
+    """(CineSample undersampled at ``cfg.accel`` with 24 ACS lines, mask name) of ``cfg.real_series``."""
+    from .data.realistic import load_series
+    from .data.simulate import real_cine_to_sample
+    from .masks import MaskSpec, make_mask
+
+    path = Path(cfg.real_series)
+    t0 = load_series(path).shape[0]
+    full = real_cine_to_sample(path, coils=REAL_COILS, snr_db=REAL_SNR_DB, seed=cfg.seed,
+                               size=(REAL_SIZE, REAL_SIZE), n_frames=min(cfg.frames, t0))
+    spec = MaskSpec("equispaced_acs", cfg.accel, REAL_ACS)
+    mask = make_mask(spec, full.shape[1], REAL_SIZE, seed=cfg.seed)
+    return full.with_mask(mask, accel=float(cfg.accel), acs=REAL_ACS), f"R{cfg.accel:02d}"
+
+
 def run_demo(cfg: DemoConfig, log: Log = _quiet) -> DemoResult:
     """Run the whole demo (see the module docstring) and return what it produced.
 
@@ -537,24 +561,31 @@ def run_demo(cfg: DemoConfig, log: Log = _quiet) -> DemoResult:
         model = load_crunet(Path(cfg.checkpoint), device)
     prepare_out(out, cfg.overwrite)
     data_dir, run_dir = out / DATA_DIR, out / RUN_DIR
-
-    log(f"simulating {cfg.subjects} subjects (T={cfg.frames}, C={cfg.coils}, {cfg.size[0]}x{cfg.size[1]}) "
-        f"into {data_dir} ...")
-    simulate(cfg, data_dir)
-    if model is None:
-        training = train_crunet(cfg, data_dir, run_dir, log)
-        model = load_crunet(training.checkpoint, device)
-    else:
-        log(f"using CRUNet-MR weights from {cfg.checkpoint} (no training)")
+    if cfg.real_series is not None:
+        sample, mask_key = real_test_sample(cfg)
+        data_dir, test_file = Path(cfg.real_series).parent, Path(cfg.real_series)
         training = TrainingSummary(Path(cfg.checkpoint), False)
+        log(f"using CRUNet-MR weights from {cfg.checkpoint} (no training) on the real series {test_file}")
+        what = (f"real magnitude series made into {REAL_COILS}-coil k-space (smooth synthetic phase, birdcage maps, "
+                f"{REAL_SNR_DB:g} dB noise), held out from the shipped model's training")
+    else:
+        log(f"simulating {cfg.subjects} subjects (T={cfg.frames}, C={cfg.coils}, {cfg.size[0]}x{cfg.size[1]}) "
+            f"into {data_dir} ...")
+        simulate(cfg, data_dir)
+        if model is None:
+            training = train_crunet(cfg, data_dir, run_dir, log)
+            model = load_crunet(training.checkpoint, device)
+        else:
+            log(f"using CRUNet-MR weights from {cfg.checkpoint} (no training)")
+            training = TrainingSummary(Path(cfg.checkpoint), False)
+        test_files = read_split(data_dir)["test"]
+        if not test_files:
+            raise DataError(f"{data_dir}: the simulator left no test series (test.txt is empty)")
+        test_file = test_files[0]
+        mask_key = f"R{cfg.accel:02d}"
+        sample = read_h5(test_file, mask_key=mask_key)
+        what = "simulated short axis, held out from training"
     training = dataclasses.replace(training, parameters=sum(p.numel() for p in model.parameters()))
-
-    test_files = read_split(data_dir)["test"]
-    if not test_files:
-        raise DataError(f"{data_dir}: the simulator left no test series (test.txt is empty)")
-    test_file = test_files[0]
-    mask_key = f"R{cfg.accel:02d}"
-    sample = read_h5(test_file, mask_key=mask_key)
     if sample.target is None:
         raise DataError(f"{test_file}: no 'target' to score against")
     target = sample.target
@@ -575,7 +606,7 @@ def run_demo(cfg: DemoConfig, log: Log = _quiet) -> DemoResult:
     else:
         how = f"loaded from {training.checkpoint}"
     header = (f"# cinerecon demo\n\nTest series `{sample.meta.name}` ({test_file.name}): T={t} frames, C={c} coils, "
-              f"{h}x{w}, short axis, held out from training.\n\n"
+              f"{h}x{w}, {what}.\n\n"
               f"Acceleration R={cfg.accel} (mask `{mask_key}`: equispaced + {n_acs} ACS lines), "
               f"effective acceleration {r_eff:.2f} (phase-encode lines / sampled lines).\n\n"
               f"{MODEL_LABEL}: {training.parameters:,} parameters, {how}.")

@@ -1,7 +1,8 @@
 """CG-SENSE: Tikhonov-regularised SENSE solved by conjugate gradients.
 
-Minimises ``||M F S x - y||^2 + lam ||x||^2`` through the normal equations
-``(A^H A + lam I) x = A^H y`` (A = M F S), starting from x = 0. Frames are independent
+Minimises ``||M F S x - y||^2 + lam ||x - p||^2`` through the normal equations
+``(A^H A + lam I) x = A^H y + lam p`` (A = M F S), starting from x = p; the prior p is
+zero (plain CG-SENSE) unless given, e.g. the view-shared image. Frames are independent
 (SENSE has no temporal coupling), so each frame is its own CG system with its own
 step sizes and stopping test.
 """
@@ -44,6 +45,7 @@ def cg_sense(
     iters: int = CGSenseParams.iters,
     lam: float = CGSenseParams.lam,
     tol: float = CGSenseParams.tol,
+    prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CG-SENSE reconstruction.
 
@@ -54,6 +56,8 @@ def cg_sense(
         iters: maximum CG iterations (see :class:`CGSenseParams`).
         lam: Tikhonov weight >= 0.
         tol: relative residual tolerance.
+        prior: (B, T, H, W) complex image p that the Tikhonov term pulls towards and CG
+            starts from; None means zero (plain CG-SENSE).
 
     Returns:
         (B, T, H, W) complex image on the scale of ``SenseOp(maps).reduce(full_kspace)``.
@@ -64,10 +68,15 @@ def cg_sense(
     b, _, t, h, w = kspace.shape
     op = SenseOp(maps, mask.to(kspace.real.dtype))
     rhs = op.adjoint(kspace)  # (B, T, H, W)
+    if prior is not None:
+        if prior.shape != rhs.shape:
+            raise ConfigError(f"cg_sense: prior shape {tuple(prior.shape)} differs from the image {tuple(rhs.shape)}")
+        rhs = rhs + lam * prior
 
     def normal(z: torch.Tensor) -> torch.Tensor:
         x = z.reshape(b, t, h, w)
         return (op.gram(x) + lam * x).reshape(b * t, h, w)
 
-    x = conjugate_gradient(normal, rhs.reshape(b * t, h, w), iters=iters, tol=tol)
+    x0 = None if prior is None else prior.reshape(b * t, h, w)
+    x = conjugate_gradient(normal, rhs.reshape(b * t, h, w), x0=x0, iters=iters, tol=tol)
     return x.reshape(b, t, h, w)

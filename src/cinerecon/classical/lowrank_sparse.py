@@ -123,7 +123,8 @@ def _check(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> None
 
 def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
                       lam_l: float = LplusSParams.lam_l, lam_s: float = LplusSParams.lam_s,
-                      iters: int = LplusSParams.iters, tol: float = LplusSParams.tol) -> LplusSResult:
+                      iters: int = LplusSParams.iters, tol: float = LplusSParams.tol,
+                      start: torch.Tensor | None = None) -> LplusSResult:
     """Run L+S and return the two components.
 
     Args:
@@ -131,6 +132,9 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
         mask: real {0, 1} broadcastable to ``kspace``.
         maps: (B, C, 1, H, W) complex64 with sum_c |S_c|^2 <= 1.
         lam_l, lam_s, iters, tol: see :class:`LplusSParams`.
+        start: (B, T, H, W) complex first estimate M_0; None means the zero-filled image
+            A^H d (Otazo et al.). The view-shared image is a far better start for time-varying
+            masks without ACS, and equals A^H d for static masks.
 
     Returns:
         :class:`LplusSResult`. Each batch item stops on its own tolerance; its result does not
@@ -142,6 +146,10 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
     op = SenseOp(maps, mask)
     d = kspace * mask
     m = op.adjoint(d)
+    if start is not None:
+        if start.shape != m.shape:
+            raise DataError(f"lplus_s: start shape {tuple(start.shape)} differs from the image {tuple(m.shape)}")
+        m = start.to(m.dtype)
     b = m.shape[0]
     keep = (b, 1, 1, 1)
     tiny = torch.finfo(m.real.dtype).tiny

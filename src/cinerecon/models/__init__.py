@@ -6,13 +6,17 @@ modules are imported here so that ``MODELS`` is complete after ``import cinereco
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import torch.nn as nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WeightsNotFoundError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+#: Weights shipped with the package (see the ``.md`` file beside each for how they were trained).
+PRETRAINED: dict[str, Path] = {"crunet": Path(__file__).resolve().parents[1] / "assets" / "crunet_real.pt"}
 
 
 def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -37,6 +41,27 @@ def build_model(name: str, **kwargs) -> nn.Module:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}")
     return MODELS[name](**kwargs)
+
+
+def load_pretrained(name: str = "crunet", device: str = "cpu") -> nn.Module:
+    """The shipped model ``name`` in eval mode, called like every model.
+
+    ``load_pretrained("crunet")`` is the CRUNet-MR trained on real anatomy (issue 11):
+    ``model(kspace (B, C, T, H, W), mask, maps (B, C, 1, H, W)) -> (B, T, H, W)`` on any
+    H, W, T >= 2 and coil count. How it was trained: ``assets/crunet_real.md``.
+
+    Raises:
+        ConfigError: no shipped weights for ``name``.
+        WeightsNotFoundError: the weights file is missing from this installation.
+    """
+    if name not in PRETRAINED:
+        raise ConfigError(f"no shipped weights for {name!r}; available: {sorted(PRETRAINED)}")
+    path = PRETRAINED[name]
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: shipped weights for {name!r} are missing from this installation")
+    from ..train.checkpoints import load_model
+
+    return load_model(path, device)[0].eval()
 
 
 def _import_all() -> None:

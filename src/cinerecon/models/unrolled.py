@@ -5,6 +5,10 @@ list of per-cascade denoisers wrapped by :class:`Unrolled`. A denoiser is an
 ``nn.Module`` called as ``denoiser(x, state) -> (x, state)`` on the normalised, padded
 complex image x (B, T, H', W'); ``state`` is whatever the model hands from one cascade
 to the next (``None`` in the first cascade), typically a NamedTuple of feature maps.
+
+The wrapper's choices: normalise each cascade's input or not, update the image (denoise,
+then DC) or the coil k-space (E2E-VarNet style, ``k - DC(k) - F S R(S^H F^-1 k)``), and one
+DC module for all cascades or one per cascade.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from ..classical.cg_sense import cg_sense
 from ..classical.view_sharing import share_views
 from ..operators import SenseOp, hard_dc, soft_dc
 
 Config = TypeVar("Config")
 #: Choices of the first cascade's input image (see :class:`Unrolled`).
-INITIAL_IMAGES = ("zero_filled", "view_sharing")
+INITIAL_IMAGES = ("zero_filled", "view_sharing", "cg_sense", "lplus_s")
+#: Fewest central lines sampled in every frame for ``initial="lplus_s"`` to run L+S (else CG-SENSE).
+LPLUS_S_MIN_ACS = 4
+#: What a cascade updates (see :class:`Unrolled`).
+UPDATES = ("image", "kspace")
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,41 @@ class SoftDC(nn.Module):
         return soft_dc(x, k0, op, self.log_lam.exp())
 
 
+class KSpaceSoftDC(nn.Module):
+    """Soft data consistency on coil k-space, E2E-VarNet style: ``k - w M (k - k0)``, w learnable.
+
+    The DC module of ``Unrolled(update="kspace")``; give one per cascade for per-cascade
+    weights (E2E-VarNet, PromptMR).
+
+    Args:
+        init: initial weight w (VarNet / PromptMR: 1).
+    """
+
+    def __init__(self, init: float = 1.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((1,), float(init)))
+
+    def forward(self, k: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
+        """k current, k0 measured coil k-space (B, C, T, H, W) complex -> (B, C, T, H, W)."""
+        diff = k - k0
+        return k - self.weight * (diff if op.mask is None else op.mask * diff)
+
+
+def _lplus_s_where_calibrated(x: torch.Tensor, kspace: torch.Tensor, op: SenseOp) -> torch.Tensor:
+    """Replace x (B, T, H, W) by L+S for the batch items whose mask has a calibration block."""
+    from ..classical.lowrank_sparse import lplus_s
+    from ..masks import acs_lines
+
+    mask = op.mask.expand(kspace.shape[0], *op.mask.shape[1:])
+    items = [b for b in range(kspace.shape[0]) if acs_lines(mask[b]) >= LPLUS_S_MIN_ACS]
+    if not items:
+        return x
+    idx = torch.tensor(items, device=x.device)
+    maps = op.maps.expand(kspace.shape[0], *op.maps.shape[1:])
+    rec = lplus_s(kspace[idx], mask[idx], maps[idx])
+    return x.index_copy(0, idx, rec.to(x.dtype))
+
+
 class Unrolled(nn.Module):
     """Unrolled cascades sharing one normalise / pad / data-consistency loop.
 
@@ -109,40 +153,97 @@ class Unrolled(nn.Module):
         denoisers: one module per cascade, ``denoiser(x, state) -> (x, state)`` on
             normalised, padded images (B, T, H', W') complex.
         pad_multiple: H and W are zero-padded up to a multiple of this.
-        dc: data-consistency module ``dc(x, k0, op)``; hard DC by default.
+        dc: data-consistency module ``dc(x, k0, op)`` (one for all cascades) or a sequence
+            of them (one per cascade, e.g. per-cascade weights); hard DC by default. With
+            ``update="kspace"`` it acts on coil k-space, ``dc(k, k0, op) -> k`` (e.g.
+            :class:`KSpaceSoftDC`).
         checkpoint_cascades: recompute each cascade's activations in the backward pass
             (activation checkpointing) to save memory in training.
         initial: the first cascade's input: ``"zero_filled"`` (S^H F^-1 M k, the authors'
             choice) or ``"view_sharing"`` (each frame's missing k-space filled with its mean
             over the frames that sampled it; equal to zero-filling for static masks, and a far
-            better start for time-varying masks without ACS).
+            better start for time-varying masks without ACS) or ``"cg_sense"`` (ours: CG-SENSE
+            with :class:`~cinerecon.classical.cg_sense.CGSenseParams` defaults, pulled towards
+            and started from the view-shared image; the network then refines a SENSE
+            solution instead of undoing aliasing that SENSE alone removes) or ``"lplus_s"``
+            (ours: L+S with :class:`~cinerecon.classical.lowrank_sparse.LplusSParams` defaults for
+            each sample whose mask has a calibration block of at least
+            :data:`LPLUS_S_MIN_ACS` lines, the ``"cg_sense"`` start for the others, e.g.
+            time-varying masks without ACS, where L+S is worse than view sharing).
+        normalise: standardise each cascade's input per sample (:func:`normalise`) and undo
+            it on the denoiser's output; ``False`` feeds the raw image (CRNN-MRI's original).
+        update: ``"image"`` (x <- dc(denoiser(x))) or ``"kspace"``: the state is the coil
+            k-space k (B, C, T, H, W), starting at the measured k0, and each cascade computes
+            ``k <- dc(k, k0, op) - F S y`` with y the (un-normalised) denoiser output on
+            x = S^H F^-1 k; the denoiser then returns the regulariser term, not an image
+            (E2E-VarNet, PromptMR). Only the zero-filled start applies.
     """
 
     def __init__(self, denoisers: Sequence[nn.Module], pad_multiple: int = 8,
-                 dc: nn.Module | None = None, checkpoint_cascades: bool = False,
-                 initial: str = "zero_filled") -> None:
+                 dc: nn.Module | Sequence[nn.Module] | None = None, checkpoint_cascades: bool = False,
+                 initial: str = "zero_filled", normalise: bool = True, update: str = "image") -> None:
         super().__init__()
         if initial not in INITIAL_IMAGES:
             raise ConfigError(f"initial image must be one of {INITIAL_IMAGES}, got {initial!r}")
+        if update not in UPDATES:
+            raise ConfigError(f"update must be one of {UPDATES}, got {update!r}")
+        if update == "kspace" and initial != "zero_filled":
+            raise ConfigError(f"update='kspace' starts from the measured k-space; initial={initial!r} does not apply")
         self.cascades = nn.ModuleList(denoisers)
         self.pad_multiple = pad_multiple
+        if dc is not None and not isinstance(dc, nn.Module):
+            dc = nn.ModuleList(dc)
+            if len(dc) != len(self.cascades):
+                raise ConfigError(f"{len(dc)} DC modules for {len(self.cascades)} cascades")
         self.dc = dc if dc is not None else SoftDC(None)
         self.checkpoint_cascades = checkpoint_cascades
         self.initial = initial
+        self.normalise = normalise
+        self.update = update
 
     def initial_image(self, kspace: torch.Tensor, op: SenseOp) -> torch.Tensor:
         """The first cascade's input (B, T, H, W) from the masked k-space (B, C, T, H, W)."""
+        if self.initial == "zero_filled":
+            return op.adjoint(kspace)
+        shared = op.reduce(share_views(kspace, op.mask))
         if self.initial == "view_sharing":
-            return op.reduce(share_views(kspace, op.mask))
-        return op.adjoint(kspace)
+            return shared
+        x = cg_sense(kspace, op.mask, op.maps, prior=shared)
+        if self.initial == "lplus_s":
+            x = _lplus_s_where_calibrated(x, kspace, op)
+        return x
 
-    def _cascade(self, i: int, x: torch.Tensor, state: Any, kspace: torch.Tensor,
+    def _cascade(self, i: int, z: torch.Tensor, state: Any, kspace: torch.Tensor,
                  op: SenseOp) -> tuple[torch.Tensor, Any]:
-        xn, stats = normalise(x)
-        xp, pad = pad_to_multiple(xn, self.pad_multiple)
+        x = op.reduce(z) if self.update == "kspace" else z
+        stats = None
+        if self.normalise:
+            x, stats = normalise(x)
+        xp, pad = pad_to_multiple(x, self.pad_multiple)
         y, state = self.cascades[i](xp, state)
-        y = denormalise(unpad(y, pad), stats)
-        return self.dc(y, kspace, op), state
+        y = unpad(y, pad)
+        if stats is not None:
+            y = denormalise(y, stats)
+        dc = self.dc[i] if isinstance(self.dc, nn.ModuleList) else self.dc
+        if self.update == "kspace":
+            return dc(z, kspace, op) - op.expand(y), state
+        return dc(y, kspace, op), state
+
+    def unroll(self, kspace: torch.Tensor, op: SenseOp) -> torch.Tensor:
+        """Run every cascade on masked k-space (B, C, T, H, W) with the operator ``op``.
+
+        Returns:
+            The final image (B, T, H, W) with ``update="image"``, the final coil k-space
+            (B, C, T, H, W) with ``update="kspace"``.
+        """
+        z = kspace if self.update == "kspace" else self.initial_image(kspace, op)
+        state = None
+        for i in range(len(self.cascades)):
+            if self.checkpoint_cascades and torch.is_grad_enabled():
+                z, state = checkpoint(self._cascade, i, z, state, kspace, op, use_reentrant=False)
+            else:
+                z, state = self._cascade(i, z, state, kspace, op)
+        return z
 
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
         """Reconstruct.
@@ -153,18 +254,11 @@ class Unrolled(nn.Module):
             sens_maps: (B, C, 1, H, W) complex.
 
         Returns:
-            (B, T, H, W) complex image.
+            (B, T, H, W) complex image (coil-combined S^H F^-1 k with ``update="kspace"``).
         """
         op = SenseOp(sens_maps, mask.to(kspace.real.dtype))
-        kspace = kspace * op.mask
-        x = self.initial_image(kspace, op)
-        state = None
-        for i in range(len(self.cascades)):
-            if self.checkpoint_cascades and torch.is_grad_enabled():
-                x, state = checkpoint(self._cascade, i, x, state, kspace, op, use_reentrant=False)
-            else:
-                x, state = self._cascade(i, x, state, kspace, op)
-        return x
+        out = self.unroll(kspace * op.mask, op)
+        return op.reduce(out) if self.update == "kspace" else out
 
 
 def config_from_kwargs(cls: type[Config], model: str, kwargs: dict[str, Any]) -> Config:

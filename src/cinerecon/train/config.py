@@ -14,6 +14,7 @@ YAML applied first) and ``preset`` (a name in :data:`PRESETS`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
+from ..data.realistic import RealCineConfig
 from ..errors import ConfigError
 from ..masks import MaskSpec
 
@@ -45,7 +47,11 @@ class DataConfig:
     """Where the training data lie and how items are drawn.
 
     Attributes:
-        root: directory of our HDF5 files (with optional train.txt / val.txt / test.txt).
+        kind: ``"h5"`` (our HDF5 files under ``root``) or ``"real_cine"`` (items made on the
+            fly from the real magnitude series ``*.npz`` under ``root`` and from phantoms,
+            see :mod:`cinerecon.data.realistic`; settings in ``real``).
+        root: directory of our HDF5 files (with optional train.txt / val.txt / test.txt),
+            or of ``.npz`` series for ``kind="real_cine"``.
         mask_key: stored mask used for undersampling (``R04``, ``R08``, ``R10``, ``R24``);
             ignored for training when ``masks`` is non-empty.
         masks: on-the-fly masks; several specs give mixed-mask training (one drawn per item).
@@ -54,22 +60,34 @@ class DataConfig:
         augment: random exact flips / time reversal / time shift of training items
             (fully sampled files only; see CineH5Dataset).
         batch_size: items per batch per process (items in a batch need equal shapes).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes; None (the default) chooses: none on the CPU
+            (the model's threads use the cores), up to 4 per process on CUDA, where batches
+            are also collated into pinned memory and copied asynchronously.
         val_fraction: share of files held out for validation when the root has no
             ``train.txt`` (the last files in sorted order; at least one when there are two
             or more files).
         max_val_items: validate on at most this many items (None: all).
+        real: settings of ``kind="real_cine"`` (crop, frames, masks, held-out series, ...).
     """
 
+    kind: Literal["h5", "real_cine"] = "h5"
     root: str = ""
     mask_key: str | None = "R08"
     masks: list[MaskSpec] = field(default_factory=list)
     frames_window: int | None = None
     augment: bool = False
     batch_size: int = 1
-    num_workers: int = 0
+    num_workers: int | None = None
     val_fraction: float = 0.1
     max_val_items: int | None = None
+    real: RealCineConfig = field(default_factory=RealCineConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or (self.num_workers is not None and self.num_workers < 0):
+            raise ConfigError(f"data.batch_size must be >= 1 and data.num_workers >= 0, got "
+                              f"{self.batch_size} and {self.num_workers}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
 @dataclass
@@ -94,6 +112,18 @@ class OptimConfig:
     min_lr: float = 1e-4
     schedule_per: Literal["epoch", "step"] = "epoch"
     grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        values = {"lr": self.lr, "weight_decay": self.weight_decay, "min_lr": self.min_lr,
+                  "betas[0]": self.betas[0], "betas[1]": self.betas[1]}
+        if self.grad_clip is not None:
+            values["grad_clip"] = self.grad_clip
+        for name, v in values.items():
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"optim.{name} must be a finite number >= 0, got {v}")
+        if self.lr <= 0 or self.warmup_epochs < 0:
+            raise ConfigError(f"optim.lr must be > 0 and optim.warmup_epochs >= 0, got {self.lr}, "
+                              f"{self.warmup_epochs}")
 
 
 @dataclass
@@ -141,13 +171,21 @@ class TrainConfig:
             but is only fast on CPUs with bf16 support). The loss is computed in float32.
         checkpoint_cascades: activation checkpointing of each cascade (when the model
             supports it) to save memory.
-        log_every: TensorBoard scalars every this many optimiser steps.
+        log_every: TensorBoard scalars, the progress bar's loss and the non-finite loss check
+            every this many optimiser steps (the only host synchronisations of a training
+            step; a non-finite loss stops the run at the next check, naming its epoch and step).
+        tf32: let CUDA matmuls and cuDNN convolutions use TensorFloat-32 (faster on Ampere and
+            later, ~1e-3 relative precision); False computes in full float32. No effect on the CPU.
         progress: show tqdm progress bars.
         out: run directory (checkpoints, resolved config, TensorBoard logs).
         init: checkpoint whose weights initialise the model (fine-tuning); its
             architecture replaces ``model``.
         resume: continue from ``out/last.pt``.
         overwrite: allow writing into a non-empty ``out`` without resuming.
+        time_budget_min: wall-clock minutes for this run (None: no limit). After the first
+            epoch the epoch count is cut to what fits (the learning-rate schedule follows the
+            new count and the cut is saved in ``config.yaml``); training stops cleanly before
+            an epoch that would overrun, keeping ``best.pt`` and ``last.pt``.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -160,11 +198,18 @@ class TrainConfig:
     amp: bool = False
     checkpoint_cascades: bool = False
     log_every: int = 10
+    tf32: bool = True
     progress: bool = True
     out: str = "runs/train"
     init: str | None = None
     resume: bool = False
     overwrite: bool = False
+    time_budget_min: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.time_budget_min is not None and not (math.isfinite(self.time_budget_min)
+                                                     and self.time_budget_min > 0):
+            raise ConfigError(f"time_budget_min must be a positive number of minutes, got {self.time_budget_min}")
 
 
 # The paper's fine-tuning on another vendor's data: 32 epochs, lr 1e-4, 5 warm-up epochs,

@@ -7,8 +7,11 @@ ones from our HDF5 files with :class:`cinerecon.data.h5.CineH5Dataset`.
 
 from __future__ import annotations
 
+import os
+from functools import partial
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data.sample import collate
@@ -45,9 +48,13 @@ def build_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]
 
     Training draws masks on the fly when ``cfg.masks`` is set (mixed-mask training), else
     uses the stored ``cfg.mask_key``; ``cfg.frames_window`` applies to training only.
+    With ``cfg.kind == "real_cine"`` the items are made from the ``.npz`` series under
+    ``cfg.root`` (see :mod:`cinerecon.data.realistic`); ``cfg.real.val_series`` validate.
     """
     from ..data.h5 import CineH5Dataset
 
+    if cfg.kind == "real_cine":
+        return _real_cine_datasets(cfg, seed)
     if not cfg.root:
         raise ConfigError("data.root is empty: give the directory of HDF5 files")
     train_files, val_files = split_files(Path(cfg.root), cfg.val_fraction)
@@ -63,22 +70,51 @@ def build_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]
     return train, val
 
 
-def train_loader(dataset: Dataset, cfg: DataConfig, seed: int, dist: DistInfo) -> tuple[DataLoader, DistributedSampler]:
+def _real_cine_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]:
+    from ..data.realistic import RealCineDataset, find_series, split_series, validation_samples
+
+    if not cfg.root:
+        raise ConfigError("data.root is empty: give the directory of .npz real cine series")
+    train_files, val_files = split_series(find_series(cfg.root), list(cfg.real.val_series))
+    val = validation_samples(cfg.real, val_files, seed=seed + 1) if val_files else None
+    if val is not None and cfg.max_val_items is not None:
+        val = val[:cfg.max_val_items]
+    return RealCineDataset(cfg.real, train_files, seed=seed), val
+
+
+def loader_workers(cfg: DataConfig, dist: DistInfo, device: torch.device | None) -> int:
+    """``cfg.num_workers``, or when None: 0 on the CPU, else up to 4 per process (the cores shared by the ranks)."""
+    if cfg.num_workers is not None:
+        return cfg.num_workers
+    if device is None or device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cores // max(dist.world_size, 1) - 1))
+
+
+def train_loader(dataset: Dataset, cfg: DataConfig, seed: int, dist: DistInfo,
+                 device: torch.device | None = None) -> tuple[DataLoader, DistributedSampler]:
     """A shuffling loader whose order depends only on (seed, epoch); call ``sampler.set_epoch``.
 
     The same :class:`DistributedSampler` serves single-process training (one replica), so
-    the order is reproducible when resuming.
+    the order is reproducible when resuming. On CUDA, batches are collated by worker
+    processes (:func:`loader_workers`) into pinned memory, so that ``batch.to(device,
+    non_blocking=True)`` copies asynchronously.
     """
     if len(dataset) == 0:
         raise DataError("the training dataset is empty")
     sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                  seed=seed, drop_last=False)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        collate_fn=collate, drop_last=False, persistent_workers=False)
+    workers = loader_workers(cfg, dist, device)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                        collate_fn=partial(collate, pad_coils=getattr(dataset, "pad_coils", False)),
+                        drop_last=False, persistent_workers=workers > 0,
+                        pin_memory=device is not None and device.type == "cuda")
     return loader, sampler
 
 
-def val_loader(dataset: Dataset, cfg: DataConfig, dist: DistInfo) -> DataLoader:
+def val_loader(dataset: Dataset, cfg: DataConfig, dist: DistInfo, device: torch.device | None = None) -> DataLoader:
     """Sequential loader over this process's share (every ``world_size``-th item, no padding)."""
     shard = dataset if dist.world_size == 1 else Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
-    return DataLoader(shard, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=collate)
+    return DataLoader(shard, batch_size=1, shuffle=False, num_workers=loader_workers(cfg, dist, device),
+                      collate_fn=collate, pin_memory=device is not None and device.type == "cuda")

@@ -19,6 +19,7 @@ import json
 import math
 import shutil
 import sys
+import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,13 +34,14 @@ from tqdm import tqdm
 from ..data.sample import CineBatch
 from ..errors import ConfigError, DataError
 from ..operators import SenseOp
+from ..runtime import configure_cuda
 from .checkpoints import (atomic_write_text, load_model, prepare_run_dir, read_checkpoint, save_checkpoint,
                           unwrap)
 from .config import ModelConfig, TrainConfig, dump_yaml
 from .data import build_datasets, train_loader, val_loader
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, resolve_device, wrap_model
 from .losses import LossTerms, reconstruction_loss
-from .schedule import make_scheduler
+from .schedule import make_scheduler, warmup_cosine
 
 RUN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.jsonl")
 TB_DIR = "tb"
@@ -93,8 +95,9 @@ def _build_model(cfg: TrainConfig) -> tuple[nn.Module, TrainConfig]:
         init_model, info = load_model(cfg.init, "cpu")
         arch = info.get("model", {})
         name, kwargs = arch.get("name", cfg.model.name), dict(arch.get("kwargs", {}))
-        if "checkpoint_cascades" in cfg.model.kwargs:
-            kwargs["checkpoint_cascades"] = cfg.model.kwargs["checkpoint_cascades"]
+        for key in ("checkpoint_cascades", "initial_image"):  # options that leave the weights' shapes alone
+            if key in cfg.model.kwargs:
+                kwargs[key] = cfg.model.kwargs[key]
         cfg = dataclasses.replace(cfg, model=ModelConfig(name, kwargs))
         model = build_model(name, **kwargs)
         model.load_state_dict(init_model.state_dict())
@@ -191,6 +194,8 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
     device = resolve_device(cfg.device, info)
+    if device.type == "cuda":
+        configure_cuda(cfg.tf32, benchmark=True)
     run = Path(cfg.out)
     if info.is_main or cfg.resume:  # resuming only reads; every rank checks
         prepare_run_dir(run, cfg.resume, cfg.overwrite)
@@ -215,8 +220,11 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if info.is_main:
         atomic_write_text(run / "config.yaml", dump_yaml(cfg))
 
-    loader, sampler = train_loader(train_set, cfg.data, cfg.seed, info)
-    vloader = val_loader(val_set, cfg.data, info) if val_set is not None else None
+    loader, sampler = train_loader(train_set, cfg.data, cfg.seed, info, device)
+    vloader = val_loader(val_set, cfg.data, info, device) if val_set is not None else None
+    budget = _Budget(time.monotonic(), cfg.epochs, [])
+    step_s = _probe_step(model, loader, cfg, device, info)
+    _announce(cfg, model, train_set, val_set, loader, device, info, step_s)
     per_step = cfg.optim.schedule_per == "step"
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   weight_decay=cfg.optim.weight_decay)
@@ -226,7 +234,7 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if resume_ck is not None:
         if resume_ck.optimizer is None or resume_ck.scheduler is None:
             raise DataError(f"{run / 'last.pt'} has no optimiser/scheduler state to resume from")
-        optimizer.load_state_dict(resume_ck.optimizer)
+        optimizer.load_state_dict(_optimizer_state_by_name(resume_ck, model, run / "last.pt"))
         schedule = scheduler.lr_lambdas
         scheduler.load_state_dict(resume_ck.scheduler)
         # The config is the truth: a changed epoch count, lr or schedule applies from here on
@@ -241,6 +249,7 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
         if rng is not None:
             rng.restore()
     ddp_model = wrap_model(model, info, device)
+    watch = _FiniteWatch(device)
     writer = _writer(run, info)
     show = info.is_main and cfg.progress
     try:
@@ -252,13 +261,11 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False,
                        file=sys.stderr, dynamic_ncols=True)
             for batch in bar:
-                batch = batch.to(device)
+                batch = batch.to(device, non_blocking=True)
                 target = _require_target(batch)
                 pred = _forward(ddp_model, batch, cfg.amp, device)
                 terms = reconstruction_loss(pred, target, batch.maps, cfg.loss)
-                if not torch.isfinite(terms.total):
-                    names = ", ".join(m.source or m.name for m in batch.meta)
-                    raise DataError(f"non-finite training loss at epoch {epoch + 1}, step {step + 1} ({names})")
+                watch.record(terms.total, epoch + 1, step + 1, batch.meta)  # no host sync
                 optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
                 if cfg.optim.grad_clip is not None:
@@ -271,18 +278,27 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
                 vals = torch.stack([t.detach().double() for t in terms])
                 sums[:5] += vals
                 sums[5] += 1
-                if writer is not None and step % max(cfg.log_every, 1) == 0:
-                    for name, v in zip(LossTerms._fields, vals.tolist()):
-                        writer.add_scalar(f"train/{name}", v, step)
-                    writer.add_scalar("train/lr", lr, step)
-                bar.set_postfix(loss=f"{float(terms.total.detach()):.4g}", lr=f"{lr:.2e}")
+                if step % max(cfg.log_every, 1) == 0:  # the step's only host synchronisations
+                    watch.check(info)
+                    if writer is not None or show:
+                        host = vals.tolist()
+                        bar.set_postfix(loss=f"{host[0]:.4g}", lr=f"{lr:.2e}")
+                        if writer is not None:
+                            for name, v in zip(LossTerms._fields, host):
+                                writer.add_scalar(f"train/{name}", v, step)
+                            writer.add_scalar("train/lr", lr, step)
             bar.close()
+            watch.check(info)  # before anything is saved
             sums = all_reduce_sum(sums, info)
             means = (sums[:5] / sums[5].clamp_min(1)).tolist()
             lr = optimizer.param_groups[0]["lr"]
             if not per_step:
                 scheduler.step()
             val = validate(unwrap(model), vloader, cfg, device, info) if vloader is not None else None
+            stop = False
+            if cfg.time_budget_min is not None:
+                cfg, stop = _fit_budget(cfg, epoch + 1, budget, scheduler, len(loader) if per_step else 1, run,
+                                        info)
             result = EpochResult(epoch + 1, lr, *means, *(val if val is not None else (None, None, None)))
             score = result.val_psnr if result.val_psnr is not None else -result.loss
             improved = best is None or (math.isfinite(score) and score > best)
@@ -294,10 +310,165 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
                     save_checkpoint(run / "best.pt", model, None, None, epoch + 1, cfg, step, best, rng=False)
                 save_checkpoint(run / "last.pt", model, optimizer, scheduler, epoch + 1, cfg, step, best)
             barrier(info)
+            if stop or epoch + 1 >= cfg.epochs:
+                break
     finally:
         if writer is not None:
             writer.close()
     return run
+
+
+def _probe_step(model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.device,
+                info: DistInfo | None = None) -> float:
+    """Seconds of one forward + backward pass on a training batch (no optimiser step).
+
+    Leaves the weights, the optimiser and the data order untouched; raises ConfigError when
+    ``cfg.time_budget_min`` cannot fit even this one step, or, in a multi-process run, when
+    some parameter gets no gradient (DistributedDataParallel would fail at its second step).
+    """
+    dataset = loader.dataset
+    items = [dataset[i] for i in range(min(cfg.data.batch_size, len(dataset)))]
+    batch = loader.collate_fn(items).to(device)
+    t0 = time.monotonic()
+    pred = _forward(model, batch, cfg.amp, device)
+    reconstruction_loss(pred, _require_target(batch), batch.maps, cfg.loss).total.backward()
+    idle = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    if idle and info is not None and info.enabled:
+        raise ConfigError(f"model {cfg.model.name!r}: {len(idle)} parameter(s) get no gradient, e.g. {idle[:3]}; "
+                          "multi-process (DDP) training needs every parameter to act")
+    seconds = time.monotonic() - t0
+    if cfg.time_budget_min is not None and seconds > 60.0 * cfg.time_budget_min:
+        raise ConfigError(f"time budget of {cfg.time_budget_min:g} min cannot fit one training step "
+                          f"({seconds:.1f} s for a batch of {len(items)})")
+    return seconds
+
+
+def _announce(cfg: TrainConfig, model: nn.Module, train_set: Dataset, val_set: Dataset | None, loader: Any,
+              device: torch.device, info: DistInfo, step_s: float) -> None:
+    """Print the start-up line: model, device, parameters, data, steps and seconds per step."""
+    if not info.is_main:
+        return
+    n_params = sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)
+    budget = "" if cfg.time_budget_min is None else f", time budget {cfg.time_budget_min:g} min"
+    print(f"train: {cfg.model.name} on {device} ({torch.get_num_threads()} threads, {info.world_size} "
+          f"process(es)), {n_params:,} trainable parameters; {len(train_set)} training items "
+          f"({cfg.data.kind}: {cfg.data.root}), {0 if val_set is None else len(val_set)} validation items; "
+          f"{len(loader)} steps per epoch, {cfg.epochs} epochs; about {step_s:.2f} s per step{budget}",
+          file=sys.stderr, flush=True)
+
+
+class _FiniteWatch:
+    """Detects a non-finite training loss without a host synchronisation per step.
+
+    :meth:`record` keeps, on the device, the first step whose loss was NaN or Inf;
+    :meth:`check` (every ``log_every`` steps and at the end of every epoch, before anything
+    is saved) reads it once, all ranks together, and raises DataError naming the epoch, the
+    step and its items. Steps between the bad one and the check have run on NaN weights;
+    they are never saved.
+
+    Args:
+        device: the training device.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_bad = torch.zeros((), dtype=torch.int64, device=device)
+        self.pending: dict[int, tuple[int, list]] = {}  # step -> (epoch, items' metadata) since the last check
+
+    def record(self, loss: torch.Tensor, epoch: int, step: int, meta: list) -> None:
+        """Remember ``step`` (1-based, counted over all epochs) if ``loss`` is not finite and no earlier one was."""
+        bad = ~torch.isfinite(loss.detach()) & (self.first_bad == 0)
+        self.first_bad = torch.where(bad, step, self.first_bad)
+        self.pending[step] = (epoch, meta)
+
+    def check(self, info: DistInfo) -> None:
+        """Raise DataError if a recorded loss was not finite on this or any other rank."""
+        if not self.pending:
+            return
+        first, last = min(self.pending), max(self.pending)
+        flags = torch.stack([self.first_bad, (self.first_bad > 0).to(torch.int64)])
+        flags[1:] = all_reduce_sum(flags[1:], info)
+        bad, anywhere = flags.tolist()
+        pending, self.pending = self.pending, {}
+        if bad:
+            epoch, meta = pending[bad]
+            names = ", ".join(m.source or m.name for m in meta)
+            raise DataError(f"non-finite training loss at epoch {epoch}, step {bad} ({names}); found by the "
+                            f"check after steps {first}-{last}")
+        if anywhere:
+            epoch = pending[first][0]
+            raise DataError(f"non-finite training loss in another process between steps {first} and {last} "
+                            f"(epoch {epoch}); that process names the items")
+
+
+def _optimizer_state_by_name(ck: Any, model: nn.Module, source: Path) -> dict:
+    """The checkpoint's optimiser state, matched to ``model``'s parameters by name.
+
+    The state is stored by parameter position; when the model holds fewer parameters than
+    the one that wrote the checkpoint (e.g. CRUNet-MR before its idle first-cascade ih2ih
+    weights were dropped), positions are re-mapped through the stored weights' names.
+    """
+    state = ck.optimizer
+    names = [n for n, _ in model.named_parameters()]
+    groups = state.get("param_groups", [])
+    if len(groups) != 1 or len(groups[0]["params"]) == len(names):
+        return state
+    idle = getattr(model, "idle_weights", dict)()
+    stored = [k for k in ck.state_dict if k in set(names) or k in idle]
+    if len(stored) != len(groups[0]["params"]) or not set(names) <= set(stored):
+        raise DataError(f"{source}: the optimiser state holds {len(groups[0]['params'])} parameters, the model "
+                        f"{len(names)}, and they cannot be matched by name")
+    old = {name: pos for name, pos in zip(stored, groups[0]["params"])}
+    inner = state.get("state", {})
+    return {"state": {i: inner[old[n]] for i, n in enumerate(names) if old[n] in inner},
+            "param_groups": [{**groups[0], "params": list(range(len(names)))}]}
+
+
+@dataclass
+class _Budget:
+    """Wall-clock bookkeeping of a time-budgeted run (this session only).
+
+    Attributes:
+        start: ``time.monotonic()`` at the start of the session.
+        max_epochs: the epoch count asked for (the budget never raises it above this).
+        marks: elapsed seconds at the end of each epoch of this session.
+    """
+
+    start: float
+    max_epochs: int
+    marks: list[float]
+
+
+def _fit_budget(cfg: TrainConfig, epochs_done: int, budget: _Budget, scheduler: Any, steps_per_epoch: int,
+                run: Path, info: DistInfo) -> tuple[TrainConfig, bool]:
+    """Fit the epoch count to the time budget after every epoch; say whether to stop.
+
+    The time per epoch is the mean of this session's last three epochs (mean over ranks, so
+    every rank decides alike), so a slow start (a busy machine, first-call overheads) is
+    corrected later. When the count changes, the cosine schedule is rebuilt for the new
+    length and ``config.yaml`` is rewritten.
+    """
+    elapsed = float(all_reduce_sum(torch.tensor([time.monotonic() - budget.start], dtype=torch.float64),
+                                   info)[0]) / info.world_size
+    budget.marks.append(elapsed)
+    recent = ([0.0] + budget.marks)[-4:]
+    per_epoch = (recent[-1] - recent[0]) / (len(recent) - 1)
+    limit = 60.0 * cfg.time_budget_min
+    fits = min(budget.max_epochs, max(epochs_done, epochs_done + int((limit - elapsed) // per_epoch)))
+    if fits != cfg.epochs:
+        cfg = dataclasses.replace(cfg, epochs=fits)
+        o = cfg.optim
+        scheduler.lr_lambdas = [warmup_cosine(o.lr, o.min_lr, o.warmup_epochs, cfg.epochs, steps_per_epoch)
+                                for _ in scheduler.lr_lambdas]
+        if info.is_main:
+            atomic_write_text(run / "config.yaml", dump_yaml(cfg))
+            print(f"train: {per_epoch:.0f} s per epoch: {cfg.epochs} epochs fit the time budget of "
+                  f"{cfg.time_budget_min:g} min (schedule adjusted)", file=sys.stderr, flush=True)
+    stop = epochs_done < cfg.epochs and elapsed + per_epoch > limit
+    if stop and info.is_main:
+        print(f"train: stopping after epoch {epochs_done}: the next epoch would overrun the time budget",
+              file=sys.stderr, flush=True)
+    return cfg, stop
 
 
 def _log_epoch(writer: Any, r: EpochResult, run: Path, show: bool) -> None:

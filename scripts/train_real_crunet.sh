@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Trains the CRUNet-MR shipped as src/cinerecon/assets/crunet_real.pt (load_pretrained("crunet"),
+# `cinerecon reconstruct --method crunet`, `make demo`): configs/crunet_real.yaml (chans 16,
+# 5 cascades, CG-SENSE initial image, items made on the fly from the real series under
+# ../shared/data with rat_sax_8fr held out, 20 % phantoms; 85 minutes on 2 CPU cores), then
+# configs/crunet_real_finetune.yaml (L+S initial image, 28 minutes). See src/cinerecon/assets/crunet_real.md.
+# Usage: scripts/train_real_crunet.sh [RUN_DIR]   (runs in the foreground; use nohup ... & for the background)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/crunet_real}
+OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real.yaml --out "$out" seed=0 \
+    2>&1 | tee "$out.log"
+OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune.yaml \
+    --init "$out/best.pt" --out "${out}_ft" seed=0 2>&1 | tee "${out}_ft.log"
+.venv/bin/python - "${out}_ft/best.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
+import sys
+import torch
+
+ckpt = torch.load(sys.argv[1], weights_only=False)
+for key in ("optimizer", "scheduler", "rng"):  # ship the weights and the resolved config only
+    ckpt[key] = None
+torch.save(ckpt, sys.argv[2])
+print(f"wrote {sys.argv[2]}")
+PY
