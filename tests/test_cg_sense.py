@@ -39,6 +39,13 @@ def _phantom(coils=8, frames=3, h=48, w=40, seed=0):
     return torch.stack(frames_)[None].to(torch.complex64), s[None, :, None].to(torch.complex64)
 
 
+def _dense(op, t, h, w):
+    """The dense matrix (C*T*H*W, T*H*W) of a SENSE operator on one sample, column by column."""
+    n = t * h * w
+    eye = torch.eye(n, dtype=torch.complex128).reshape(n, t, h, w)
+    return torch.stack([op.forward(e[None]).reshape(-1) for e in eye], dim=1)
+
+
 def _nmse(x, ref):
     return float((x - ref).abs().pow(2).sum() / ref.abs().pow(2).sum())
 
@@ -66,10 +73,8 @@ def test_matches_dense_normal_equations_complex128():
     op = SenseOp(maps, mask)
     k = op.forward(x) + 0.05 * torch.randn(b, c, t, h, w, dtype=torch.complex128)
     lam = 0.05
-    # dense A (C*T*H*W, T*H*W) column by column
     n = t * h * w
-    eye = torch.eye(n, dtype=torch.complex128).reshape(n, t, h, w)
-    a = torch.stack([op.forward(e[None]).reshape(-1) for e in eye], dim=1)
+    a = _dense(op, t, h, w)
     ref = torch.linalg.solve(a.mH @ a + lam * torch.eye(n), a.mH @ k.reshape(-1)).reshape(b, t, h, w)
     out = cg_sense(k, mask, maps, iters=200, lam=lam, tol=1e-12)
     assert out.dtype == torch.complex128
@@ -142,8 +147,7 @@ def test_prior_matches_dense_solution_and_initial_image():
     prior = torch.randn(b, t, h, w, dtype=torch.complex128)
     lam = 0.3
     n = t * h * w
-    eye = torch.eye(n, dtype=torch.complex128).reshape(n, t, h, w)
-    a = torch.stack([op.forward(e[None]).reshape(-1) for e in eye], dim=1)
+    a = _dense(op, t, h, w)
     rhs = a.mH @ k.reshape(-1) + lam * prior.reshape(-1)
     ref = torch.linalg.solve(a.mH @ a + lam * torch.eye(n), rhs).reshape(b, t, h, w)
     torch.testing.assert_close(cg_sense(k, mask, maps, iters=200, lam=lam, tol=1e-12, prior=prior), ref)
