@@ -97,6 +97,14 @@ def test_surface_array_maps_are_normalised(coils: int):
     torch.testing.assert_close((maps.abs() ** 2).sum(0), torch.ones(1, 20, 24), atol=1e-5, rtol=0)
 
 
+def test_surface_array_phase_is_smooth_where_the_coil_sees():
+    maps = surface_array_maps(8, (64, 64), np.random.default_rng(2))
+    # neighbours along W, then along H (no wrap-around): the phase never jumps where the coil sees
+    for a, b in ((maps[..., 1:], maps[..., :-1]), (maps[..., 1:, :], maps[..., :-1, :])):
+        jump = torch.angle(a * b.conj()).abs()
+        assert float(jump[(a.abs() > 0.1) & (b.abs() > 0.1)].max()) < 0.5
+
+
 def test_compressed_maps_reproduce_compressed_data():
     maps = surface_array_maps(12, (16, 16), np.random.default_rng(1))
     small, gain = compress_maps(maps, 6)

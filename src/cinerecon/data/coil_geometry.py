@@ -31,8 +31,8 @@ def surface_array_maps(coils: int, size: tuple[int, int], rng: np.random.Generat
     Loops lie on the two flat sides of an elliptical body of half-axes ``body`` (half-FOV
     units), rotated as a whole by a random angle. A loop of radius a at out-of-plane
     distance z and in-plane distance d has the on-axis magnitude of a loop,
-    ``a^2 / (a^2 + d^2 + z^2)^1.5``; its phase is a per-coil constant plus a ramp across the
-    loop (the transverse field rotates around the wire).
+    ``a^2 / (a^2 + d^2 + z^2)^1.5``; its phase is a per-coil constant plus a smooth linear
+    ramp across the loop (no branch cut: real sensitivities have smooth phase).
 
     Args:
         coils: C >= 1 (the anterior array gets the larger half).
@@ -65,7 +65,9 @@ def surface_array_maps(coils: int, size: tuple[int, int], rng: np.random.Generat
             z = rng.uniform(0.05, 0.2)
             d2 = (xr - cx) ** 2 + (yr - cy) ** 2
             mag = a ** 2 / (a ** 2 + d2 + z ** 2) ** 1.5
-            phase = rng.uniform(-math.pi, math.pi) + np.arctan2(yr - cy, (xr - cx) + 1e-9) * 0.5 * side
+            # smooth phase: a per-coil constant plus a gentle ramp across the loop (no branch cut)
+            ramp = rng.uniform(0.5, 1.5) * side
+            phase = rng.uniform(-math.pi, math.pi) + ramp * ((xr - cx) + 0.5 * (yr - cy))
             maps.append(mag * np.exp(1j * phase))
     out = _normalise(np.stack(maps)[:, None])
     return torch.from_numpy(out.astype(np.complex64))
