@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ..classical.cg_sense import cg_sense
-from ..classical.view_sharing import share_views
+from ..classical.view_sharing import share_views, view_sharing
 from ..operators import SenseOp, hard_dc, soft_dc
 
 Config = TypeVar("Config")
@@ -131,19 +131,36 @@ class KSpaceSoftDC(nn.Module):
         return k - self.weight * (diff if op.mask is None else op.mask * diff)
 
 
-def _lplus_s_where_calibrated(x: torch.Tensor, kspace: torch.Tensor, op: SenseOp) -> torch.Tensor:
-    """Replace x (B, T, H, W) by L+S for the batch items whose mask has a calibration block."""
+def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrated: bool) -> torch.Tensor:
+    """The ``"cg_sense"`` / ``"lplus_s"`` initial image (B, T, H, W), each item computed once.
+
+    CG-SENSE pulled towards the view-shared image for every item, except, when
+    ``lplus_s_where_calibrated``, L+S for the items whose mask has a calibration block of at
+    least :data:`LPLUS_S_MIN_ACS` lines.
+    """
     from ..classical.lowrank_sparse import lplus_s
     from ..masks import acs_lines
 
-    mask = op.mask.expand(kspace.shape[0], *op.mask.shape[1:])
-    items = [b for b in range(kspace.shape[0]) if acs_lines(mask[b]) >= LPLUS_S_MIN_ACS]
-    if not items:
-        return x
-    idx = torch.tensor(items, device=x.device)
-    maps = op.maps.expand(kspace.shape[0], *op.maps.shape[1:])
-    rec = lplus_s(kspace[idx], mask[idx], maps[idx])
-    return x.index_copy(0, idx, rec.to(x.dtype))
+    b = kspace.shape[0]
+    mask = op.mask.expand(b, *op.mask.shape[1:])
+    maps = op.maps.expand(b, *op.maps.shape[1:])
+    use_lplus_s = [lplus_s_where_calibrated and acs_lines(mask[i]) >= LPLUS_S_MIN_ACS for i in range(b)]
+
+    def sense(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return cg_sense(k, m, s, prior=view_sharing(k, m, s))
+
+    if not any(use_lplus_s):
+        return sense(kspace, mask, maps)
+    out = None
+    for method, wanted in ((lplus_s, True), (sense, False)):
+        items = [i for i, u in enumerate(use_lplus_s) if u == wanted]
+        if not items:
+            continue
+        idx = torch.tensor(items, device=kspace.device)
+        rec = method(kspace[idx], mask[idx], maps[idx])
+        out = rec.new_zeros((b,) + rec.shape[1:]) if out is None else out
+        out = out.index_copy(0, idx, rec.to(out.dtype))
+    return out
 
 
 class Unrolled(nn.Module):
@@ -205,13 +222,9 @@ class Unrolled(nn.Module):
         """The first cascade's input (B, T, H, W) from the masked k-space (B, C, T, H, W)."""
         if self.initial == "zero_filled":
             return op.adjoint(kspace)
-        shared = op.reduce(share_views(kspace, op.mask))
         if self.initial == "view_sharing":
-            return shared
-        x = cg_sense(kspace, op.mask, op.maps, prior=shared)
-        if self.initial == "lplus_s":
-            x = _lplus_s_where_calibrated(x, kspace, op)
-        return x
+            return op.reduce(share_views(kspace, op.mask))
+        return _sense_or_lplus_s(kspace, op, self.initial == "lplus_s")
 
     def _cascade(self, i: int, z: torch.Tensor, state: Any, kspace: torch.Tensor,
                  op: SenseOp) -> tuple[torch.Tensor, Any]:

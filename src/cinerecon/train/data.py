@@ -53,10 +53,11 @@ def build_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]
     """
     from ..data.h5 import CineH5Dataset
 
+    if not cfg.root:
+        what = ".npz real cine series" if cfg.kind == "real_cine" else "HDF5 files"
+        raise ConfigError(f"data.root is empty: give the directory of {what}")
     if cfg.kind == "real_cine":
         return _real_cine_datasets(cfg, seed)
-    if not cfg.root:
-        raise ConfigError("data.root is empty: give the directory of HDF5 files")
     train_files, val_files = split_files(Path(cfg.root), cfg.val_fraction)
     specs = list(cfg.masks) or None
     key = None if specs else cfg.mask_key
@@ -73,8 +74,6 @@ def build_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]
 def _real_cine_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]:
     from ..data.realistic import RealCineDataset, find_series, split_series, validation_samples
 
-    if not cfg.root:
-        raise ConfigError("data.root is empty: give the directory of .npz real cine series")
     train_files, val_files = split_series(find_series(cfg.root), list(cfg.real.val_series))
     val = validation_samples(cfg.real, val_files, seed=seed + 1) if val_files else None
     if val is not None and cfg.max_val_items is not None:

@@ -222,7 +222,7 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
 
     loader, sampler = train_loader(train_set, cfg.data, cfg.seed, info, device)
     vloader = val_loader(val_set, cfg.data, info, device) if val_set is not None else None
-    budget = _Budget(time.monotonic(), cfg.epochs, [])
+    budget = _Budget(time.monotonic(), cfg.epochs, [], device)
     step_s = _probe_step(model, loader, cfg, device, info)
     _announce(cfg, model, train_set, val_set, loader, device, info, step_s)
     per_step = cfg.optim.schedule_per == "step"
@@ -432,11 +432,13 @@ class _Budget:
         start: ``time.monotonic()`` at the start of the session.
         max_epochs: the epoch count asked for (the budget never raises it above this).
         marks: elapsed seconds at the end of each epoch of this session.
+        device: the training device (where the ranks' clocks are summed; NCCL needs CUDA).
     """
 
     start: float
     max_epochs: int
     marks: list[float]
+    device: torch.device
 
 
 def _fit_budget(cfg: TrainConfig, epochs_done: int, budget: _Budget, scheduler: Any, steps_per_epoch: int,
@@ -448,8 +450,8 @@ def _fit_budget(cfg: TrainConfig, epochs_done: int, budget: _Budget, scheduler: 
     corrected later. When the count changes, the cosine schedule is rebuilt for the new
     length and ``config.yaml`` is rewritten.
     """
-    elapsed = float(all_reduce_sum(torch.tensor([time.monotonic() - budget.start], dtype=torch.float64),
-                                   info)[0]) / info.world_size
+    mine = torch.tensor([time.monotonic() - budget.start], dtype=torch.float64, device=budget.device)
+    elapsed = float(all_reduce_sum(mine, info)[0]) / info.world_size
     budget.marks.append(elapsed)
     recent = ([0.0] + budget.marks)[-4:]
     per_epoch = (recent[-1] - recent[0]) / (len(recent) - 1)
