@@ -21,8 +21,7 @@ import pytest
 import torch
 
 from cinerecon.cli import main
-from cinerecon.data.h5 import write_h5
-from cinerecon.data.sample import CineSample, SampleMeta
+from test_reconstruct_cli import make_file
 
 C, T, H, W = 2, 3, 12, 10
 
@@ -30,23 +29,10 @@ C, T, H, W = 2, 3, 12, 10
 # ----------------------------------------------------------------------------- the world
 
 
-def _fft2c(x: np.ndarray) -> np.ndarray:
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
 def _slice(path: Path, seed: int = 0, view: str = "sax") -> Path:
     """A fully sampled slice with an R04 mask (written with our writer)."""
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((T, H, W)) + 1j * rng.standard_normal((T, H, W))).astype(np.complex64)
-    s = (rng.standard_normal((C, 1, H, W)) + 1j * rng.standard_normal((C, 1, H, W))).astype(np.complex64)
-    s /= np.sqrt((np.abs(s) ** 2).sum(0, keepdims=True))
-    k = _fft2c(s * x[None]).astype(np.complex64)
-    line = np.zeros(W, np.float32)
-    line[::4] = 1
-    line[W // 2 - 1:W // 2 + 1] = 1
-    sample = CineSample(torch.from_numpy(k), torch.ones(1, 1, 1, W), torch.from_numpy(s), torch.from_numpy(x),
-                        SampleMeta(name=path.stem, view=view, pixel_spacing=(1.5, 1.5)))
-    return write_h5(path, sample, {"R04": torch.from_numpy(line)[None]})
+    make_file(path, c=C, t=T, h=H, w=W, seed=seed, view=view, pixel_spacing=(1.5, 1.5))
+    return path
 
 
 def _patched(path: Path, **changes) -> Path:

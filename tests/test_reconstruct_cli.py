@@ -26,7 +26,7 @@ def np_fft2c(x: np.ndarray) -> np.ndarray:
     return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
-def make_file(path: Path, c=3, t=4, h=12, w=10, seed=0) -> dict:
+def make_file(path: Path, c=3, t=4, h=12, w=10, seed=0, view="sax", pixel_spacing=(1.5, 2.0)) -> dict:
     """A fully sampled slice with an R04 mask, written with helper C's write_h5."""
     h5mod = pytest.importorskip("cinerecon.data.h5")
     from cinerecon.data.sample import CineSample, SampleMeta
@@ -40,7 +40,7 @@ def make_file(path: Path, c=3, t=4, h=12, w=10, seed=0) -> dict:
     line[::4] = 1
     line[w // 2 - 1:w // 2 + 1] = 1
     sample = CineSample(torch.from_numpy(k), torch.ones(1, 1, 1, w), torch.from_numpy(s), torch.from_numpy(x),
-                        SampleMeta(name=path.stem, view="sax", pixel_spacing=(1.5, 2.0)))
+                        SampleMeta(name=path.stem, view=view, pixel_spacing=pixel_spacing))
     h5mod.write_h5(path, sample, {"R04": torch.from_numpy(line)[None, None, None]})
     return {"k": k, "maps": s, "x": x, "line": line}
 
