@@ -272,6 +272,8 @@ ROWS = [
     ("simulate-no-subjects", ["simulate", "{out}", "--subjects", "0"], ["--subjects", "0"]),
     ("simulate-snr-nan", ["simulate", "{out}", "--snr-db", "nan"], ["--snr-db"]),
     ("simulate-accels-zero", ["simulate", "{out}", "--accels", "0"], ["--accels", "0"]),
+    ("simulate-huge-size", ["simulate", "{out}", "--size", "100000", "100000"], ["--size 100000 100000", "GiB"]),
+    ("simulate-zero-size", ["simulate", "{out}", "--size", "64", "0"], ["--size", "0"]),
     # train and demo (checked last)
     ("train-batch-size-zero", ["train", "{w}/data", "--config", "{w}/cfg/batch0.yaml", "--out", "{out}"],
      ["batch_size", "0"]),

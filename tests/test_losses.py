@@ -89,3 +89,22 @@ def test_loss_is_differentiable_and_rejects_bad_shapes():
         reconstruction_loss(x[..., :5, :5], x[..., :5, :5], maps[..., :5, :5])  # smaller than the window
     with pytest.raises(DataError):
         reconstruction_loss(x, x[:, :1], maps)
+
+
+def test_magnitude_prediction_is_compared_with_the_target_magnitude():
+    x, maps, _ = random_problem(2, 2, 3, 12, 11, seed=9)
+    mag = x.abs().double()
+    pred = (mag + 0.05 * random_problem(2, 1, 3, 12, 11, seed=10)[0].real.double()).requires_grad_(True)
+    terms = reconstruction_loss(pred, x, maps, LossConfig(w_kspace=0.25, w_image=0.5, w_ssim=1.0))
+    p, t = pred.detach().numpy(), mag.numpy()
+    vals = [_sk(p[b, f], t[b, f], t[b].max() - t[b].min()) for b in range(2) for f in range(3)]
+    l1_ref, mse_ref = np.mean(np.abs(p - t)), np.mean((p - t) ** 2)
+    assert float(terms.kspace) == 0  # a magnitude has no k-space to compare
+    assert float(terms.l1) == pytest.approx(l1_ref, rel=1e-6)
+    assert float(terms.mse) == pytest.approx(mse_ref, rel=1e-6)
+    assert float(terms.ssim) == pytest.approx(1.0 - np.mean(vals), abs=1e-6)
+    assert float(terms.total) == pytest.approx(0.5 * (l1_ref + mse_ref) + 1.0 - np.mean(vals), rel=1e-6)
+    terms.total.backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()
+    # the exact magnitude is a perfect prediction whatever the target's phase
+    assert abs(float(reconstruction_loss(mag, x * 1j, maps).total)) < 1e-6

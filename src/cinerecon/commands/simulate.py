@@ -35,6 +35,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def slice_bytes(frames: int, coils: int, size: tuple[int, int] | list[int]) -> int:
+    """Rough peak memory of simulating one slice (bytes), for the check before allocating.
+
+    The phantom, target, maps and k-space are complex128 while they are made (16 bytes per
+    value): about ``3 C + 8`` arrays of ``T H W`` values at once.
+    """
+    h, w = size
+    return (3 * coils + 8) * frames * h * w * 16
+
+
+def _check_memory(frames: int, coils: int, size: list[int]) -> None:
+    """Refuse sizes whose simulation cannot fit in the available memory, before allocating."""
+    from ..runtime import available_memory_bytes
+
+    for flag, value in (("--frames", frames), ("--coils", coils), ("--size", min(size))):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    need, avail = slice_bytes(frames, coils, size), available_memory_bytes()
+    if avail is not None and need > 0.9 * avail:
+        raise ConfigError(f"--size {size[0]} {size[1]} with --frames {frames} and --coils {coils} needs about "
+                          f"{need / 2**30:.1f} GiB per slice and {avail / 2**30:.1f} GiB are available; "
+                          "use a smaller --size, --frames or --coils")
+
+
 def run(args: argparse.Namespace) -> int:
     """Simulate and print each written file."""
     if args.subjects < 1:
@@ -43,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--snr-db must be a number or inf")
     if any(r < 1 for r in args.accels):
         raise ConfigError(f"--accels must be positive integers, got {args.accels}")
+    _check_memory(args.frames, args.coils, args.size)
     cfg = SimConfig(frames=args.frames, coils=args.coils, size=(args.size[0], args.size[1]), view=args.views[0],
                     snr_db=args.snr_db, seed=args.seed)
     paths = simulate_dataset(args.out, args.subjects, cfg, accels=tuple(args.accels), overwrite=args.overwrite,

@@ -115,7 +115,8 @@ def _forward(model: nn.Module, batch: CineBatch, amp: bool, device: torch.device
     ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp else nullcontext()
     with ctx:
         pred = model(batch.kspace, batch.mask, batch.maps)
-    return pred.to(torch.complex64)
+    # a magnitude-output model (PromptMR's original function) stays real: the loss compares magnitudes
+    return pred.to(torch.complex64) if pred.is_complex() else pred.float()
 
 
 def _require_target(batch: CineBatch) -> torch.Tensor:

@@ -11,6 +11,12 @@ with a uniform window (7x7), k1 = 0.01, k2 = 0.03, sample covariances (as skimag
 default) over the window positions lying fully inside the image, on the real and on the
 imaginary channel separately, each with the data range max - min of that channel of the
 target series; the two mean SSIMs are averaged.
+
+Models whose output is a real magnitude (PromptMR's original function returns the
+root-sum-of-squares magnitude) cannot produce the target's phase; for them the loss compares
+magnitudes: L1 + MSE between ``x`` and ``|y|``, SSIM on the magnitude (data range of ``|y|``
+per series), and no k-space term (a magnitude has no k-space that the coil model could
+expand). This is our choice; PromptMR's authors trained with an SSIM loss on the magnitude.
 """
 
 from __future__ import annotations
@@ -91,8 +97,39 @@ def complex_ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7,
     return 1.0 - s.mean()
 
 
+def magnitude_ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7, k1: float = 0.01,
+                        k2: float = 0.03) -> torch.Tensor:
+    """1 - SSIM of real magnitude series, data range max - min of each target series.
+
+    Args:
+        pred: (B, T, H, W) real.
+        target: (B, T, H, W) real.
+        window, k1, k2: SSIM parameters.
+
+    Returns:
+        Scalar loss.
+    """
+    b, t, h, w = target.shape
+    flat = target.reshape(b, -1)
+    rng = (flat.amax(dim=-1) - flat.amin(dim=-1)).clamp_min(torch.finfo(target.dtype).tiny)  # (B,)
+    s = ssim(pred.reshape(-1, h, w), target.reshape(-1, h, w), rng[:, None].expand(b, t).reshape(-1), window, k1, k2)
+    return 1.0 - s.mean()
+
+
 def _real_mean(fn, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return fn(torch.view_as_real(a), torch.view_as_real(b))
+
+
+def _magnitude_loss(pred: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> LossTerms:
+    """The loss of a real-valued (magnitude) prediction against ``|target|`` (no k-space term)."""
+    pred = pred.float() if pred.dtype != torch.float64 else pred
+    mag = target.abs().to(pred.dtype)
+    zero = pred.new_zeros(())
+    l1 = F.l1_loss(pred, mag) if cfg.w_image and cfg.image_l1 else zero
+    mse = F.mse_loss(pred, mag) if cfg.w_image and cfg.image_mse else zero
+    s_term = magnitude_ssim_loss(pred, mag, cfg.ssim_window, cfg.ssim_k1, cfg.ssim_k2) if cfg.w_ssim else zero
+    total = cfg.w_image * (cfg.image_l1 * l1 + cfg.image_mse * mse) + cfg.w_ssim * s_term
+    return LossTerms(total, zero, l1, mse, s_term)
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, maps: torch.Tensor,
@@ -100,7 +137,8 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, maps: torch.Te
     """The paper's weighted loss.
 
     Args:
-        pred: (B, T, H, W) complex predicted image.
+        pred: (B, T, H, W) complex predicted image, or real for a magnitude-output model
+            (then the magnitude form of the module docstring).
         target: (B, T, H, W) complex fully sampled target image.
         maps: (B, C, 1, H, W) complex coil maps (for the k-space term).
         cfg: weights; the paper's by default.
@@ -111,6 +149,8 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, maps: torch.Te
     cfg = cfg if cfg is not None else LossConfig()
     if pred.shape != target.shape:
         raise DataError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    if not pred.is_complex():
+        return _magnitude_loss(pred, target, cfg)
     pred = pred.to(torch.complex64) if pred.dtype != torch.complex128 else pred
     target = target.to(pred.dtype)
     zero = pred.real.new_zeros(())
