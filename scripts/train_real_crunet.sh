@@ -3,7 +3,8 @@
 # `cinerecon reconstruct --method crunet`, `make demo`): configs/crunet_real.yaml (chans 16,
 # 5 cascades, CG-SENSE initial image, items made on the fly from the real series under
 # ../shared/data with rat_sax_8fr held out, 20 % phantoms; 85 minutes on 2 CPU cores), then
-# configs/crunet_real_finetune.yaml (L+S initial image, 28 minutes). See src/cinerecon/assets/crunet_real.md.
+# configs/crunet_real_finetune.yaml (L+S initial image, 28 minutes), then configs/crunet_real_finetune2.yaml
+# (corrected coil phase and phantom, 35 minutes, seed 1). See src/cinerecon/assets/crunet_real.md.
 # Usage: scripts/train_real_crunet.sh [RUN_DIR]   (runs in the foreground; use nohup ... & for the background)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,9 @@ OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crun
     2>&1 | tee "$out.log"
 OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune.yaml \
     --init "$out/best.pt" --out "${out}_ft" seed=0 2>&1 | tee "${out}_ft.log"
-.venv/bin/python - "${out}_ft/best.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
+OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune2.yaml \
+    --init "${out}_ft/best.pt" --out "${out}_ft2" seed=1 2>&1 | tee "${out}_ft2.log"
+.venv/bin/python - "${out}_ft2/best.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
 import sys
 import torch
 
