@@ -98,11 +98,13 @@ def test_every_parameter_acts_and_old_checkpoints_load():
 # ---------------------------------------------------------------- fast blocks vs literal ops
 
 @pytest.mark.parametrize("padding", ["circular", "zero"])
-def test_temporal_conv_matches_conv1d_per_pixel(padding):
+@pytest.mark.parametrize("t", [1, 2, 5])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_temporal_conv_matches_conv1d_per_pixel(padding, t, with_bias):
     g = torch.Generator().manual_seed(1)
-    b, t, c, h, w = 2, 5, 3, 4, 3
+    b, c, h, w = 2, 3, 4, 3
     x = torch.randn(b, t, c, h, w, generator=g)
-    weight, bias = torch.randn(4, c, 3, generator=g), torch.randn(4, generator=g)
+    weight, bias = torch.randn(4, c, 3, generator=g), torch.randn(4, generator=g) if with_bias else None
     seq = x.permute(0, 3, 4, 2, 1).reshape(-1, c, t)  # (B*H*W, C, T)
     ref = F.conv1d(F.pad(seq, (1, 1), mode="circular" if padding == "circular" else "constant"), weight, bias)
     ref = ref.reshape(b, h, w, 4, t).permute(0, 4, 3, 1, 2)
