@@ -222,3 +222,25 @@ def test_mask_robustness_smoke(tmp_path):
         assert r["recovered"] == pytest.approx(rec, abs=1e-4)
         # per_slice.csv rounds PSNR to 1e-4 dB: the fraction recomputed from it is exact to ~1e-4 / |drop|
         assert r["recovered_fraction"] == pytest.approx(rec / drop, rel=1e-4, abs=2e-4 / abs(drop))
+
+
+def test_shipped_robustness_smoke(tmp_path):
+    """The shipped model on every condition of a tiny magnitude series; the summary agrees with the rows."""
+    import json
+
+    import numpy as np
+
+    bench = _load("shipped_robustness")
+    yy, xx = np.mgrid[:40, :40]
+    frames = np.stack([(1000 + 800 * ((yy - 20) ** 2 + (xx - 20) ** 2 < (8 + t) ** 2)).astype(np.uint16)
+                       for t in range(3)])
+    series = tmp_path / "tiny_sax.npz"
+    np.savez(series, frames=frames)
+    assert bench.main(["--series", str(series), "--out", str(tmp_path / "out"), "--frames", "3"]) == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["condition"] for r in rows} == {c.name for c in bench.CONDITIONS}
+    assert all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in rows)
+    table = (tmp_path / "out" / "results.md").read_text()
+    ref = {r["method"]: r["psnr"] for r in rows if r["condition"] == "reference"}
+    line = next(ln for ln in table.splitlines() if ln.startswith("| reference |"))
+    assert line.endswith(f"| {ref['crunet'] - ref['lplus_s']:+.2f} |")
