@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         rows = run(args)
-    except CineReconError as e:
+    except (CineReconError, OSError) as e:
         print(f"shipped_robustness.py: error: {e}", file=sys.stderr)
         return 2
     text = summary(rows)

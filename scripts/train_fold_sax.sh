@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/fold_sax}
+out=${out%/}
+mkdir -p "$(dirname "$out")"
 OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_fold_sax.yaml \
     --out "$out" seed=0 2>&1 | tee "$out.log"
 OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_fold_sax_ft.yaml \

@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/crunet_real}
+out=${out%/}
+mkdir -p "$(dirname "$out")"
 OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real.yaml --out "$out" seed=0 \
     2>&1 | tee "$out.log"
 OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune.yaml \

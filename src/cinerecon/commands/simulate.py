@@ -38,11 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def slice_bytes(frames: int, coils: int, size: tuple[int, int] | list[int]) -> int:
     """Rough peak memory of simulating one slice (bytes), for the check before allocating.
 
-    The phantom, target, maps and k-space are complex128 while they are made (16 bytes per
-    value): about ``3 C + 8`` arrays of ``T H W`` values at once.
+    The phantom, target, maps and k-space are complex64 while they are made (8 bytes per
+    value): about ``3 C + 8`` arrays of ``T H W`` values at once (an upper bound of the
+    measured peaks).
     """
     h, w = size
-    return (3 * coils + 8) * frames * h * w * 16
+    return (3 * coils + 8) * frames * h * w * 8
 
 
 def _check_memory(frames: int, coils: int, size: list[int]) -> None:
