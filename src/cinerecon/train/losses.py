@@ -75,9 +75,31 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, win
     return (num / den).mean(dim=(1, 2, 3))
 
 
+def series_ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7, k1: float = 0.01,
+                     k2: float = 0.03) -> torch.Tensor:
+    """1 - SSIM of real image series, averaged over all frames; data range max - min per target series.
+
+    Args:
+        pred: (N, T, H, W) real.
+        target: (N, T, H, W) real.
+        window, k1, k2: SSIM parameters.
+
+    Returns:
+        Scalar loss.
+    """
+    n, t, h, w = target.shape
+    flat = target.reshape(n, -1)
+    rng = (flat.amax(dim=-1) - flat.amin(dim=-1)).clamp_min(torch.finfo(target.dtype).tiny)  # (N,)
+    s = ssim(pred.reshape(-1, h, w), target.reshape(-1, h, w), rng[:, None].expand(n, t).reshape(-1), window, k1, k2)
+    return 1.0 - s.mean()
+
+
 def complex_ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7, k1: float = 0.01,
                       k2: float = 0.03) -> torch.Tensor:
     """1 - SSIM averaged over the real and imaginary channels and all frames.
+
+    The real and the imaginary channel of each item are two real series for
+    :func:`series_ssim_loss` (each with its own data range).
 
     Args:
         pred: (B, T, H, W) complex.
@@ -88,32 +110,9 @@ def complex_ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7,
         Scalar loss.
     """
     b, t, h, w = target.shape
-    pr = torch.view_as_real(pred).permute(0, 4, 1, 2, 3)  # (B, 2, T, H, W)
-    tr = torch.view_as_real(target).permute(0, 4, 1, 2, 3)
-    flat = tr.reshape(b, 2, -1)
-    rng = (flat.amax(dim=-1) - flat.amin(dim=-1)).clamp_min(torch.finfo(tr.dtype).tiny)  # (B, 2)
-    dr = rng[:, :, None].expand(b, 2, t).reshape(-1)
-    s = ssim(pr.reshape(-1, h, w), tr.reshape(-1, h, w), dr, window, k1, k2)
-    return 1.0 - s.mean()
-
-
-def magnitude_ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7, k1: float = 0.01,
-                        k2: float = 0.03) -> torch.Tensor:
-    """1 - SSIM of real magnitude series, data range max - min of each target series.
-
-    Args:
-        pred: (B, T, H, W) real.
-        target: (B, T, H, W) real.
-        window, k1, k2: SSIM parameters.
-
-    Returns:
-        Scalar loss.
-    """
-    b, t, h, w = target.shape
-    flat = target.reshape(b, -1)
-    rng = (flat.amax(dim=-1) - flat.amin(dim=-1)).clamp_min(torch.finfo(target.dtype).tiny)  # (B,)
-    s = ssim(pred.reshape(-1, h, w), target.reshape(-1, h, w), rng[:, None].expand(b, t).reshape(-1), window, k1, k2)
-    return 1.0 - s.mean()
+    pr = torch.view_as_real(pred).permute(0, 4, 1, 2, 3).reshape(2 * b, t, h, w)  # (B*2, T, H, W)
+    tr = torch.view_as_real(target).permute(0, 4, 1, 2, 3).reshape(2 * b, t, h, w)
+    return series_ssim_loss(pr, tr, window, k1, k2)
 
 
 def _real_mean(fn, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -127,7 +126,7 @@ def _magnitude_loss(pred: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -
     zero = pred.new_zeros(())
     l1 = F.l1_loss(pred, mag) if cfg.w_image and cfg.image_l1 else zero
     mse = F.mse_loss(pred, mag) if cfg.w_image and cfg.image_mse else zero
-    s_term = magnitude_ssim_loss(pred, mag, cfg.ssim_window, cfg.ssim_k1, cfg.ssim_k2) if cfg.w_ssim else zero
+    s_term = series_ssim_loss(pred, mag, cfg.ssim_window, cfg.ssim_k1, cfg.ssim_k2) if cfg.w_ssim else zero
     total = cfg.w_image * (cfg.image_l1 * l1 + cfg.image_mse * mse) + cfg.w_ssim * s_term
     return LossTerms(total, zero, l1, mse, s_term)
 
