@@ -174,3 +174,19 @@ def test_lplus_s_initial_image_only_where_the_mask_is_calibrated():
     start = Unrolled([], initial="lplus_s").initial_image(k, SenseOp(maps2, mask))
     torch.testing.assert_close(start[:1], lplus_s(k[:1], mask[:1], maps))
     torch.testing.assert_close(start[1:], cg_sense(k[1:], mask[1:], maps, prior=view_sharing(k[1:], mask[1:], maps)))
+
+
+@pytest.mark.parametrize("initial", ["cg_sense", "lplus_s"])
+def test_initial_image_takes_a_shared_4d_mask_for_a_batch(initial):
+    """A mask as ``make_mask`` returns it ((1, 1, 1, W), broadcast to every item) works at B = 2
+    and gives each item the image it gets alone."""
+    from cinerecon.models.unrolled import Unrolled
+
+    img, maps = _phantom(coils=4, frames=4, h=24, w=20)
+    mask = make_mask(MaskSpec("equispaced_acs", 4, 6), 4, 20, seed=0)
+    img2 = torch.cat([img, img.flip(-1)])
+    k = SenseOp(maps, mask).forward(img2)
+    start = Unrolled([], initial=initial).initial_image(k, SenseOp(maps, mask))
+    alone = Unrolled([], initial=initial).initial_image(k[1:], SenseOp(maps, mask))
+    assert start.shape == img2.shape
+    torch.testing.assert_close(start[1:], alone, rtol=1e-4, atol=1e-5)

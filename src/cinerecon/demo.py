@@ -114,22 +114,27 @@ class DemoConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # Messages name the ``cinerecon demo`` flags (the CLI is the usual way in).
         if self.subjects < 2:
-            raise ConfigError(f"the demo needs at least 2 subjects (one held out for testing), got {self.subjects}")
-        if self.accel < 1:
-            raise ConfigError(f"accel must be >= 1, got {self.accel}")
-        if self.chans < 1 or self.cascades < 1:
-            raise ConfigError(f"chans and cascades must be >= 1, got {self.chans}, {self.cascades}")
-        if not (self.train_minutes > 0 and math.isfinite(self.train_minutes)):
-            raise ConfigError(f"train_minutes must be a positive number, got {self.train_minutes}")
+            raise ConfigError(f"--subjects must be >= 2 (one held out for testing), got {self.subjects}")
+        for flag, value in (("--frames", self.frames), ("--coils", self.coils), ("--accel", self.accel),
+                            ("--chans", self.chans), ("--cascades", self.cascades)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be >= 1, got {value}")
+        if len(self.size) != 2 or min(self.size) < 8:
+            raise ConfigError(f"--size must be two integers H W, both >= 8, got {' '.join(map(str, self.size))}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        if not (math.isfinite(self.train_minutes) and self.train_minutes > 0):
+            raise ConfigError(f"--train-minutes must be a positive number, got {self.train_minutes}")
         if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.frames_window is not None and self.frames_window < 1:
-            raise ConfigError(f"frames_window must be >= 1 or None, got {self.frames_window}")
-        if self.error_gain <= 0:
-            raise ConfigError(f"error_gain must be > 0, got {self.error_gain}")
+            raise ConfigError(f"--frames-window must be >= 1 (or 0: whole series), got {self.frames_window}")
+        if not (math.isfinite(self.error_gain) and self.error_gain > 0):
+            raise ConfigError(f"--error-gain must be a finite number > 0, got {self.error_gain}")
         if self.real_series is not None and self.checkpoint is None:
             raise ConfigError("a real series needs trained weights (--pretrained or --checkpoint): the demo trains "
                               "on simulated data only")

@@ -4,6 +4,12 @@
 linear operator ``A`` given as a callable. It is batched over the first axis (each
 sample has its own step sizes) and differentiable by plain autograd through the
 iterations, so it can serve as a data-consistency layer inside a network.
+
+Early stopping reads a convergence test to the host, which on an accelerator stalls the
+stream until all queued work is done. :func:`may_stop_early` therefore allows it on the CPU
+only; elsewhere the iterative methods (here and in
+:mod:`cinerecon.classical.lowrank_sparse`) run their fixed maximum of iterations and freeze
+converged batch items with ``torch.where``, which gives the same result.
 """
 
 from __future__ import annotations
@@ -13,6 +19,20 @@ from typing import Callable
 import torch
 
 from .errors import ConfigError
+
+
+#: Test hook: ``True`` takes the accelerator code path (no host reads) on the CPU as well.
+_NO_HOST_SYNC = False
+
+
+def may_stop_early(t: torch.Tensor) -> bool:
+    """Whether an iterative method may read its convergence test on ``t`` to stop early.
+
+    Only on the CPU, where reading a value costs nothing. On other devices each read waits
+    for the queued kernels, so methods run all their iterations instead; their converged
+    items take zero (or frozen) steps, so the result does not depend on this choice.
+    """
+    return t.device.type == "cpu" and not _NO_HOST_SYNC
 
 
 def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -37,7 +57,8 @@ def conjugate_gradient(
 
     Each sample ``b[i]`` is an independent system: step sizes alpha and beta are
     computed per sample from inner products over all remaining axes. Iteration stops
-    after ``iters`` steps or once every sample has ``||r|| <= tol * ||b||``. Samples
+    after ``iters`` steps or once every sample has ``||r|| <= tol * ||b||`` (the latter on
+    the CPU only, see :func:`may_stop_early`; elsewhere all ``iters`` steps run). Samples
     that have converged (or whose search direction vanishes) take zero steps, so a
     semi-definite ``A`` with ``b`` in its range is handled. No operation is in place,
     so gradients flow to ``b``, ``x0`` and any parameters used inside ``apply_a``.
@@ -70,8 +91,12 @@ def conjugate_gradient(
     b_norm2 = _batch_dot(b, b)
     stop2 = (tol ** 2) * b_norm2
     tiny = torch.finfo(rs.dtype).tiny
+    early = tol > 0 and may_stop_early(b)
     for _ in range(iters):
-        if tol > 0 and bool((rs <= stop2).all()):  # host sync only when early stopping is asked for
+        # the only host read: on the CPU, when early stopping is asked for. Once every sample
+        # has converged, further steps have alpha = beta = 0 and leave x unchanged, so
+        # running them (the accelerator path) gives the same x.
+        if early and bool((rs <= stop2).all()):
             break
         ap = apply_a(p)
         pap = _batch_dot(p, ap)

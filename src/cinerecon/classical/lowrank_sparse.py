@@ -35,6 +35,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..fft import fft1c, ifft1c
 from ..operators import SenseOp
+from ..solvers import may_stop_early
 from .zero_filled import check_inputs
 
 
@@ -98,6 +99,9 @@ def singular_value_threshold(x: torch.Tensor, lam: float) -> torch.Tensor:
     cas = x.reshape(b, t, h * w).transpose(1, 2)  # (B, HW, T)
     # Through the small T x T Gram matrix: X^H X = V diag(s^2) V^H, so that
     # U diag(f(s)) V^H = X V diag(f(s) / s) V^H (far cheaper than an SVD of the tall matrix).
+    # Note: on CUDA torch.linalg.eigh itself most likely waits for the solver's error flag (as
+    # PyTorch's LAPACK-style routines do, and torch has no eigh_ex); that is inside the library,
+    # not a Python branch on data, and there is no exact sync-free replacement.
     c128 = cas.to(torch.complex128)
     evals, v = torch.linalg.eigh(c128.mH @ c128)
     s = evals.clamp_min(0).sqrt()  # (B, T) ascending
@@ -138,7 +142,8 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
 
     Returns:
         :class:`LplusSResult`. Each batch item stops on its own tolerance; its result does not
-        depend on the other items.
+        depend on the other items. The loop ends early once all items have stopped on the CPU
+        only; elsewhere it runs ``iters`` times without reading values to the host (same result).
     """
     p = LplusSParams(float(lam_l), float(lam_s), int(iters), float(tol))
     _check(kspace, mask, maps)
@@ -158,6 +163,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
     sparse = torch.zeros_like(m)
     active = torch.ones(b, dtype=torch.bool, device=m.device)
     done = torch.zeros(b, dtype=torch.long, device=m.device)
+    early = may_stop_early(m)
     for _ in range(p.iters):
         new_low = singular_value_threshold(m - sparse, p.lam_l)
         new_sparse = ifft1c(soft_threshold(fft1c(m - low, dim=1), thr_s), dim=1)
@@ -170,7 +176,11 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
         m = torch.where(a, new_m, m)
         done = done + active.long()
         active = active & (change >= p.tol)
-        if not bool(active.any()):
+        # Reading ``active`` to the host is the loop's only host sync, so it is done on the CPU
+        # only (see may_stop_early). Elsewhere all iterations run: finished items are frozen by
+        # the torch.where above and their counts stop, so the result is the same. The
+        # thresholds (thr_s, the relative SVT cut) stay tensors and never reach Python.
+        if early and not bool(active.any()):
             break
     return LplusSResult(low, sparse, done)
 

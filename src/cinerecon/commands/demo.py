@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 
 from ..demo import DEFAULT_REAL_SERIES, SHIPPED_CHECKPOINT, DemoConfig, DemoResult, run_demo
+from . import check_device
+from .simulate import _check_memory
 
 _D = DemoConfig()
 
@@ -87,7 +89,12 @@ def report(res: DemoResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the table and the output paths."""
-    res = run_demo(config_from_args(args), log=lambda msg: print(msg, flush=True))
+    cfg = config_from_args(args)  # checks the flags' values
+    if args.device != "auto":
+        check_device(args.device)
+    if cfg.real_series is None:  # the demo simulates: refuse sizes that cannot fit before writing anything
+        _check_memory(cfg.frames, cfg.coils, list(cfg.size))
+    res = run_demo(cfg, log=lambda msg: print(msg, flush=True))
     print(res.table)
     print(report(res))
     return 0

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 
 _DEFAULTS = SimConfig()
 _ACCELS = (4, 8, 10, 24)
+_MIN_SIZE = 8  # SimConfig's smallest H and W
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,7 +69,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--snr-db must be a number or inf")
     if any(r < 1 for r in args.accels):
         raise ConfigError(f"--accels must be positive integers, got {args.accels}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     _check_memory(args.frames, args.coils, args.size)
+    if min(args.size) < _MIN_SIZE:
+        raise ConfigError(f"--size must be at least {_MIN_SIZE} {_MIN_SIZE}, got {args.size[0]} {args.size[1]}")
+    if args.acs is not None and not 0 <= args.acs <= args.size[1]:
+        raise ConfigError(f"--acs must be in [0, W] = [0, {args.size[1]}] for --size {args.size[0]} {args.size[1]}, "
+                          f"got {args.acs}")
     cfg = SimConfig(frames=args.frames, coils=args.coils, size=(args.size[0], args.size[1]), view=args.views[0],
                     snr_db=args.snr_db, seed=args.seed)
     paths = simulate_dataset(args.out, args.subjects, cfg, accels=tuple(args.accels), overwrite=args.overwrite,

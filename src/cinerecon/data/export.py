@@ -22,6 +22,7 @@ import importlib.util
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -119,22 +120,70 @@ def geometry_attrs(geometry: SliceGeometry | None) -> dict[str, np.ndarray | flo
     return out
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """An attribute value for a one-line message: arrays as lists, text quoted, at most ``limit`` characters."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    s = repr(value)
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
+def attr_floats(value: object, where: str, want: str, size: int | None = None,
+                ok: Callable[[np.ndarray], bool] | None = None) -> np.ndarray:
+    """The numbers of an attribute value (scalar or array) as float64 (N,); DataError otherwise.
+
+    Args:
+        value: the value as h5py returns it.
+        where: the file and attribute, for the message (``"<file>: attribute 'accel'"``).
+        want: what the value must be, for the message (``"a finite number >= 1"``).
+        size: the number of values required (any when None).
+        ok: a further check of the float64 (N,) array.
+
+    Raises:
+        DataError: text, booleans or other non-numbers, the wrong count, NaN / Inf, or ``ok`` false,
+            naming ``where``, ``want`` and the value.
+    """
+    try:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"dtype {arr.dtype}")
+        v = np.ravel(arr.astype(np.float64))
+    except (ValueError, TypeError, OverflowError):
+        v = None
+    bad = v is None or (size is not None and v.size != size) or not np.isfinite(v).all()
+    if bad or (ok is not None and not ok(v)):
+        raise DataError(f"{where} must be {want}, got {shown(value)}")
+    return v
+
+
 def geometry_from_attrs(attrs: h5py.AttributeManager, path: Path) -> SliceGeometry | None:
-    """The :class:`SliceGeometry` stored by :func:`geometry_attrs`; None when the file has none."""
+    """The :class:`SliceGeometry` stored by :func:`geometry_attrs`; None when the file has none.
+
+    Raises:
+        DataError: a missing, non-numeric or non-finite vector, directions that are not orthonormal
+            (within 1 %), or a slice thickness that is not a positive number, naming the attribute.
+    """
     if not any(k in attrs for k in GEOMETRY_ATTRS):
         return None
     vecs = {}
     for k in GEOMETRY_ATTRS:
-        v = np.ravel(np.asarray(attrs.get(k, []), dtype=np.float64))
-        if v.shape != (3,) or not np.isfinite(v).all():
-            raise DataError(f"{path}: attribute {k!r} must be 3 finite numbers (all of {GEOMETRY_ATTRS} go "
-                            f"together), got {v.tolist()}")
-        vecs[k] = tuple(float(x) for x in v)
+        vecs[k] = attr_floats(attrs.get(k, []), f"{path}: attribute {k!r}",
+                              f"3 finite numbers (all of {GEOMETRY_ATTRS} go together)", size=3)
+    dirs = GEOMETRY_ATTRS[1:]
+    for i, k in enumerate(dirs):
+        if abs(np.linalg.norm(vecs[k]) - 1.0) > 0.01:
+            raise DataError(f"{path}: attribute {k!r} must be a unit vector, got {shown(vecs[k])}")
+        for j in dirs[:i]:
+            if abs(float(vecs[k] @ vecs[j])) > 0.01:
+                raise DataError(f"{path}: attributes {j!r} {shown(vecs[j])} and {k!r} {shown(vecs[k])} must be at "
+                                "right angles (read, phase and slice directions of one slice)")
     thick = attrs.get("slice_thickness")
-    thickness = None if thick is None else float(np.ravel(thick)[0])
-    if thickness is not None and not (math.isfinite(thickness) and thickness > 0):
-        raise DataError(f"{path}: attribute 'slice_thickness' must be a positive number, got {thickness}")
-    return SliceGeometry(vecs["position"], vecs["read_dir"], vecs["phase_dir"], vecs["slice_dir"], thickness)
+    thickness = None if thick is None else float(
+        attr_floats(thick, f"{path}: attribute 'slice_thickness'", "a positive number of mm", size=1,
+                    ok=lambda v: v[0] > 0)[0])
+    return SliceGeometry(*(tuple(float(x) for x in vecs[k]) for k in GEOMETRY_ATTRS), thickness)
 
 
 def write_recon_h5(path: str | Path, rec: ReconRecord, overwrite: bool = False) -> Path:
@@ -323,6 +372,27 @@ def output_paths(stem: Path, formats: tuple[str, ...] | list[str]) -> dict[str, 
     return {f: stem.with_name(stem.name + SUFFIX[f]) for f in formats}
 
 
+def check_record(rec: ReconRecord, nifti: bool = False) -> None:
+    """Raise DataError, before anything is written, when ``rec``'s metadata cannot be written as is.
+
+    Checks the pixel spacing (2 positive numbers), the frame times (one finite number per frame)
+    and, with ``nifti``, that spacing and geometry give an invertible affine.
+    """
+    where = rec.source or rec.name
+    if rec.pixel_spacing is not None:
+        attr_floats(np.asarray(rec.pixel_spacing), f"{where}: pixel spacing", "2 positive numbers of mm", size=2,
+                    ok=lambda v: bool((v > 0).all()))
+    if rec.frame_times_ms is not None:
+        t = int(rec.recon.shape[0]) if rec.recon.ndim == 3 else None
+        attr_floats(np.asarray(rec.frame_times_ms), f"{where}: frame times",
+                    f"one finite number of ms per frame ({t} frames)", size=t)
+    if nifti and rec.recon.ndim == 3:
+        a = nifti_affine(tuple(rec.recon.shape[1:]), rec.pixel_spacing, rec.geometry)
+        if not (np.isfinite(a).all() and abs(np.linalg.det(a[:3, :3])) > 0):
+            raise DataError(f"{where}: pixel spacing {shown(rec.pixel_spacing)} and scanner geometry give a "
+                            f"singular NIfTI affine {shown(a[:3, :3])}")
+
+
 def write_outputs(stem: Path, rec: ReconRecord, formats: tuple[str, ...] | list[str], fps: float = DEFAULT_FPS,
                   overwrite: bool = False, scale: int | None = None) -> dict[str, Path]:
     """Write ``rec`` in each format beside ``stem``; checks every target before writing any.
@@ -333,6 +403,7 @@ def write_outputs(stem: Path, rec: ReconRecord, formats: tuple[str, ...] | list[
     check_scale(scale, "scale")
     paths = output_paths(stem, formats)
     check_writable(list(paths.values()), overwrite)
+    check_record(rec, nifti="nifti" in paths)
     if "mp4" in paths:
         require_mp4()
     interval = None

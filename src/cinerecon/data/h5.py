@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, DataError
 from ..masks import MaskSpec, acs_lines, effective_acceleration
 from ..files import atomic_output, check_writable
-from .export import geometry_attrs, geometry_from_attrs
+from .export import attr_floats, geometry_attrs, geometry_from_attrs, shown
 from .sample import CineSample, SampleMeta, check_array_size, check_mask_values
 from .transforms import apply_mask, augment as augment_sample, draw_mask, window_indices
 
@@ -154,6 +154,36 @@ def _check_complex(ds: h5py.Dataset, path: Path, key: str, ndim: int, layout: st
         raise DataError(f"{path}: dataset {key!r} must be complex {layout}, got shape {ds.shape} dtype {ds.dtype}")
 
 
+def _integral(v: np.ndarray) -> bool:
+    return bool((v == np.round(v)).all())
+
+
+def _attr_bool(value: object, where: str) -> bool:
+    """A boolean attribute (h5py gives numpy.bool_; the integers 0 and 1 are accepted); DataError otherwise."""
+    a = np.asarray(value)
+    if a.dtype.kind == "b" and a.size == 1:
+        return bool(a.ravel()[0])
+    return bool(attr_floats(value, where, "True or False", size=1, ok=lambda v: v[0] in (0, 1))[0])
+
+
+def _attr_text(value: object, where: str) -> str:
+    """A text attribute (str, or bytes holding UTF-8); DataError naming ``where`` otherwise."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise DataError(f"{where} must be UTF-8 text, got {shown(value)}") from None
+    if isinstance(value, str):
+        return str(value)
+    raise DataError(f"{where} must be text, got {shown(value)}")
+
+
+def _attr_accel(value: object, where: str) -> float:
+    """A nominal acceleration attribute: one finite number >= 1."""
+    return float(attr_floats(value, where, "a finite number >= 1 (nominal acceleration)", size=1,
+                             ok=lambda v: v[0] >= 1)[0])
+
+
 def _inspect(f: h5py.File, path: Path) -> H5Info:
     """Check dataset presence, ranks, dtypes and shape agreement; return the file's :class:`H5Info`."""
     ks = _dataset(f, path, "kspace")
@@ -191,13 +221,19 @@ def _inspect(f: h5py.File, path: Path) -> H5Info:
                 shape = getattr(m, "shape", None)
                 raise DataError(f"{path}: mask 'masks/{k}' must be (T|1, W) = ({t}|1, {w}), got {shape}")
     for attr, val in (("frames", t), ("coils", c), ("height", h), ("width", w)):
-        if attr in f.attrs and int(f.attrs[attr]) != val:
-            raise DataError(f"{path}: attribute {attr!r} = {int(f.attrs[attr])} disagrees with 'kspace' "
-                            f"shape (C, T, H, W) = {ks.shape}")
-    if "fully_sampled" in f.attrs:
-        fully = bool(f.attrs["fully_sampled"])
-    else:
-        fully = "mask" not in f or bool((f["mask"][()] == 1).all())
+        if attr in f.attrs:
+            n = int(attr_floats(f.attrs[attr], f"{path}: attribute {attr!r}", "an integer", size=1,
+                                ok=_integral)[0])
+            if n != val:
+                raise DataError(f"{path}: attribute {attr!r} = {n} disagrees with 'kspace' shape (C, T, H, W) = "
+                                f"{ks.shape}")
+    fully = "mask" not in f or bool((np.asarray(f["mask"][()]) == 1).all())
+    if "fully_sampled" in f.attrs:  # the mask decides; an attribute that says otherwise is a damaged file
+        said = _attr_bool(f.attrs["fully_sampled"], f"{path}: attribute 'fully_sampled'")
+        if said != fully:
+            shape = f["mask"].shape if "mask" in f else None
+            raise DataError(f"{path}: attribute 'fully_sampled' = {said} disagrees with dataset 'mask' of shape "
+                            f"{shape}, which {'is all ones' if fully else 'has zeros'}; fix the attribute or the mask")
     return H5Info(path, (c, t, h, w), keys, fully, has_target)
 
 
@@ -244,23 +280,42 @@ def _read(ds: h5py.Dataset, path: Path, key: str, axis: int = 0, index: np.ndarr
     return arr
 
 
-def _meta(f: h5py.File, path: Path, index: np.ndarray | None) -> SampleMeta:
+def _meta(f: h5py.File, path: Path, info: H5Info, index: np.ndarray | None) -> SampleMeta:
+    """The root attributes of an open, inspected file as :class:`SampleMeta` (frames ``index`` only).
+
+    Raises:
+        DataError: an attribute that is not what ``docs/hdf5_layout.md`` says (text that is not
+            UTF-8, a number that is not one, a pixel spacing that is not 2 positive numbers, frame
+            times that are not one finite non-decreasing number per frame, bad scanner geometry),
+            naming the file, the attribute and its value.
+    """
     a = f.attrs
+    t, w = info.shape[1], info.shape[3]
 
-    def text(key: str, default: str) -> str:
-        v = a.get(key, default)
-        return v.decode() if isinstance(v, bytes) else str(v)
+    def where(key: str) -> str:
+        return f"{path}: attribute {key!r}"
 
-    spacing = a.get("pixel_spacing")
-    times = a.get("frame_times_ms")
-    if times is not None:
-        times = np.asarray(times, dtype=np.float64)
-        if index is not None and len(times) > int(np.max(index)):
+    name = _attr_text(a["name"], where("name")) if "name" in a else path.stem
+    view = _attr_text(a["view"], where("view")) if "view" in a else "unknown"
+    accel = _attr_accel(a["accel"], where("accel")) if "accel" in a else 1.0
+    acs = 0
+    if "acs" in a:
+        acs = int(attr_floats(a["acs"], where("acs"), f"an integer from 0 to W = {w} (ACS lines)", size=1,
+                              ok=lambda v: _integral(v) and 0 <= v[0] <= w)[0])
+    spacing = None
+    if "pixel_spacing" in a:
+        spacing = attr_floats(a["pixel_spacing"], where("pixel_spacing"), "2 positive numbers (mm along H and W)",
+                              size=2, ok=lambda v: bool((v > 0).all()))
+    times = None
+    if "frame_times_ms" in a:
+        times = attr_floats(a["frame_times_ms"], where("frame_times_ms"),
+                            f"one finite number per frame ({t} frames), non-decreasing", size=t,
+                            ok=lambda v: bool((np.diff(v) >= 0).all()))
+        if index is not None:
             times = times[index]
     return SampleMeta(
-        name=text("name", path.stem), view=text("view", "unknown"), accel=float(a.get("accel", 1.0)),
-        acs=int(a.get("acs", 0)), source=str(path),
-        pixel_spacing=None if spacing is None else tuple(float(v) for v in np.ravel(spacing)[:2]),
+        name=name, view=view, accel=accel, acs=acs, source=str(path),
+        pixel_spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
         frame_times_ms=None if times is None else tuple(float(v) for v in times),
         geometry=geometry_from_attrs(a, path))
 
@@ -309,7 +364,7 @@ def read_h5(path: str | Path, mask_key: str | None = None,
                     mask = mask[:, index]
             else:
                 mask = np.ones((1, 1, 1, w), dtype=np.float32)
-            meta = _meta(f, path, index)
+            meta = _meta(f, path, info, index)
         except (OSError, KeyError, RuntimeError) as e:
             raise DataError(f"{path}: corrupted HDF5 file: {e}") from e
     sample = CineSample(torch.from_numpy(kspace.astype(np.complex64)), torch.from_numpy(mask.astype(np.float32)),
@@ -325,11 +380,12 @@ def _stored_mask(f: h5py.File, path: Path, info: H5Info, mask_key: str, index: n
         raise DataError(f"{path}: missing mask 'masks/{mask_key}' (found {list(info.mask_keys)})")
     ds = f["masks"][mask_key]
     m2 = _read(ds, path, f"masks/{mask_key}")
-    accel = ds.attrs.get("accel")
     if index is not None and m2.shape[0] > 1:
         m2 = m2[index]
     mask = torch.from_numpy(m2.astype(np.float32))[None, :, None, :]
-    return mask, float(accel) if accel is not None else effective_acceleration(mask)
+    if "accel" not in ds.attrs:
+        return mask, effective_acceleration(mask)
+    return mask, _attr_accel(ds.attrs["accel"], f"{path}: attribute 'accel' of mask 'masks/{mask_key}'")
 
 
 def read_mask(path: str | Path, mask_key: str, frames: Sequence[int] | np.ndarray | None = None

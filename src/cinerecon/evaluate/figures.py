@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..errors import DataError  # noqa: E402
+from ..files import atomic_output  # noqa: E402
 from .metrics import series_metrics  # noqa: E402
 from .report import DynamicSummaryRow  # noqa: E402
 
@@ -52,10 +53,14 @@ def _mag(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def _save(fig: plt.Figure, path: str | Path, dpi: int) -> Path:
+    """Save and close ``fig`` atomically (:func:`cinerecon.files.atomic_output`; replaces ``path``);
+    the format follows ``path``'s suffix (PNG without one)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_output(path, overwrite=True) as tmp, tmp.open("wb") as fh:
+            fig.savefig(fh, format=path.suffix[1:].lower() or "png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

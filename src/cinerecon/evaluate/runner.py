@@ -55,6 +55,7 @@ from .report import (
     table2_markdown,
     timing_rows,
     write_csv,
+    write_text,
 )
 from .stats import DEFAULT_ALPHA, SignificanceResult, min_pairs
 from .timing import TimingConfig, TimingResult, time_call
@@ -150,7 +151,10 @@ def volume_slice(path: Path) -> tuple[str, int]:
             name = f.attrs.get("name", path.stem)
     except OSError as e:
         raise DataError(f"{path}: cannot read its 'name' attribute: {e}") from e
-    name = name.decode() if isinstance(name, bytes) else str(name)
+    try:
+        name = name.decode() if isinstance(name, bytes) else str(name)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: attribute 'name' is not UTF-8 text: {name[:40]!r}") from None
     m = SLICE_NAME.match(name)
     return (m["volume"], int(m["index"])) if m else (str(path), 0)
 
@@ -222,7 +226,7 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
     if clashes and not overwrite:
         raise OutputExistsError(f"{out_dir} already holds evaluation outputs ({', '.join(p.name for p in clashes)}); "
                                 "pass overwrite=True / --overwrite to replace them")
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)  # figures/ appears with the first figure (none with figures=False)
 
 
 def _target(path: Path, sample, read_h5) -> torch.Tensor:  # noqa: ANN001 - CineSample / reader from data.h5
@@ -377,12 +381,13 @@ def _write_reports(res: EvaluationResult, options: EvaluationOptions, overwrite:
     res.table1_markdown = table1_markdown(res.summary, res.protocol, res.unit)
     note = "" if res.dists else "\nDISTS not computed (no weights configured; see cinerecon.evaluate.dists).\n"
     note += "".join(f"\nNote: {n}.\n" for n in res.notes)
-    (out / "table1.md").write_text(res.table1_markdown + note)
-    (out / "stats.md").write_text(stats_markdown(res.significance))
+    # every file atomically (temporary file + rename, umask honoured); clashes were checked by _prepare_out
+    write_text(out / "table1.md", res.table1_markdown + note)
+    write_text(out / "stats.md", stats_markdown(res.significance))
     dyn_note = ("Under the cmrxrecon protocol the dynamic regions use the paper protocol on the whole series "
                 "of the scored slices (one row per slice).\n\n" if res.unit == "volumes" else "")
-    (out / "dynamic.md").write_text(dyn_note + dynamic_markdown(res.dynamic_summary, options.percentile))
-    (out / "table2.md").write_text(table2_markdown(res.timings))
+    write_text(out / "dynamic.md", dyn_note + dynamic_markdown(res.dynamic_summary, options.percentile))
+    write_text(out / "table2.md", table2_markdown(res.timings))
     res.written += [out / n for n in ("table1.md", "stats.md", "dynamic.md", "table2.md")]
     res.written += [
         write_csv(out / "table1.csv", res.summary, SummaryRow),

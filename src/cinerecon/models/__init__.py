@@ -48,7 +48,7 @@ def load_pretrained(name: str = "crunet", device: str = "cpu") -> nn.Module:
 
     ``load_pretrained("crunet")`` is the CRUNet-MR trained on real anatomy (issue 11):
     ``model(kspace (B, C, T, H, W), mask, maps (B, C, 1, H, W)) -> (B, T, H, W)`` on any
-    H, W, T >= 2 and coil count. How it was trained: ``assets/crunet_real.md``.
+    H, W, T (a single frame too) and coil count. How it was trained: ``assets/crunet_real.md``.
 
     Raises:
         ConfigError: no shipped weights for ``name``.

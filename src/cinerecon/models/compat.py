@@ -471,7 +471,7 @@ def _read(path: Path, trusted: bool) -> Any:
 
 
 def load_authors_checkpoint(path_or_sd: str | Path | Mapping[str, Any], trusted: bool = False,
-                            **overrides: Any) -> nn.Module:
+                            source: str | None = None, **overrides: Any) -> nn.Module:
     """Build the model an authors' checkpoint belongs to and load its weights.
 
     The layout (CRUNet-MR, CRNN-MRI ``crnn_mri_d5_c5.pth``, PromptMR state dict or Lightning
@@ -481,6 +481,8 @@ def load_authors_checkpoint(path_or_sd: str | Path | Mapping[str, Any], trusted:
         path_or_sd: a path to a ``torch.save`` file, or a (possibly wrapped) state dict.
         trusted: allow full unpickling of the file (only for files you trust; Lightning
             checkpoints hold pickled hyper-parameters).
+        source: name used in error messages (default: the path, or "state dict"), e.g. the
+            file a caller read ``path_or_sd`` from.
         **overrides: ``build_model(...)`` arguments that replace the inferred ones (e.g.
             ``dilations=(1, 3, 5)`` for CRUNet-MR, ``cascades=10`` for CRNN-MRI).
 
@@ -488,27 +490,31 @@ def load_authors_checkpoint(path_or_sd: str | Path | Mapping[str, Any], trusted:
         The model in eval mode, on the CPU. ``model.config_dict()`` gives its configuration.
 
     Raises:
-        DataError: when the keys match no known layout (naming the file and the first key).
+        DataError: when the keys match no known layout (naming the file and the first key),
+            or the tensors do not fit the layout (naming the file, the first mismatching key
+            and both shapes).
     """
     from . import build_model
     from .crunet import build_crunet
 
     if isinstance(path_or_sd, (str, Path)):
-        source = str(path_or_sd)
+        source = source or str(path_or_sd)
         obj = _read(Path(path_or_sd), trusted)
     else:
-        source, obj = "state dict", path_or_sd
+        source, obj = source or "state dict", path_or_sd
     sd = unwrap_state_dict(obj, source)
     kind = authors_layout(sd)
-    if kind == "crunet":
-        model = build_crunet(**{**authors_config(sd), **overrides})
-    elif kind == "crnn":
-        model = build_model("crnn", **{**crnn_authors_config(sd), **overrides})
-    elif kind == "promptmr":
-        model = build_model("promptmr", **{**promptmr_authors_config(sd), **overrides})
-    else:
+    if kind is None:
         first = next(iter(sd))
         raise DataError(f"{source}: weights match no known authors' layout ({', '.join(LAYOUT_NAMES.values())}); "
                         f"first key {first!r} with shape {tuple(sd[first].shape)}")
+    try:  # the configuration read from the file's shapes: a damaged file fails here
+        if kind == "crunet":
+            model = build_crunet(**{**authors_config(sd), **overrides})
+        else:
+            infer = crnn_authors_config if kind == "crnn" else promptmr_authors_config
+            model = build_model(kind, **{**infer(sd), **overrides})
+    except (DataError, ConfigError) as e:
+        raise type(e)(f"{source}: {LAYOUT_NAMES[kind]} weights: {e}") from None
     load_authors_state_dict(model, sd, source)
     return model.eval()

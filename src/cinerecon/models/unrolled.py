@@ -136,15 +136,23 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
 
     CG-SENSE pulled towards the view-shared image for every item, except, when
     ``lplus_s_where_calibrated``, L+S for the items whose mask has a calibration block of at
-    least :data:`LPLUS_S_MIN_ACS` lines.
+    least :data:`LPLUS_S_MIN_ACS` lines (and the series has at least 2 frames).
     """
     from ..classical.lowrank_sparse import lplus_s
     from ..masks import acs_lines
 
     b = kspace.shape[0]
-    mask = op.mask.expand(b, *op.mask.shape[1:])
-    maps = op.maps.expand(b, *op.maps.shape[1:])
-    use_lplus_s = [lplus_s_where_calibrated and acs_lines(mask[i]) >= LPLUS_S_MIN_ACS for i in range(b)]
+
+    def per_item(t: torch.Tensor) -> torch.Tensor:  # broadcastable (..., H, W) -> (B, ..., H, W)
+        t = t.reshape((1,) * (kspace.dim() - t.dim()) + tuple(t.shape))
+        return t.expand(b, *t.shape[1:])
+
+    mask, maps = per_item(op.mask), per_item(op.maps)
+    lplus_s_where_calibrated = lplus_s_where_calibrated and kspace.shape[2] >= 2  # L+S needs 2 frames
+    # The choice depends on the mask's values: one copy of the (small) mask to the host per
+    # call, not one per item.
+    mask_host = mask.cpu() if lplus_s_where_calibrated else None
+    use_lplus_s = [lplus_s_where_calibrated and acs_lines(mask_host[i]) >= LPLUS_S_MIN_ACS for i in range(b)]
 
     def sense(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return cg_sense(k, m, s, prior=view_sharing(k, m, s))

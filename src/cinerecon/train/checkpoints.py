@@ -4,7 +4,9 @@ Our checkpoint is a ``torch.save`` of a plain dict (loadable with ``weights_only
 holding a :class:`Checkpoint`: the model's registry name and kwargs, its state dict,
 optimiser and scheduler state, the epoch and step counters, the best validation value,
 the RNG states and the resolved training config. :func:`load_model` also accepts the
-authors' CRUNet-MR checkpoints (dispatched to :mod:`cinerecon.models.compat`).
+authors' checkpoints of CRUNet-MR, CRNN-MRI (``crnn_mri_d5_c5.pth``) and PromptMR (state
+dict or Lightning ``.ckpt``), dispatched to :func:`cinerecon.models.compat.load_authors_checkpoint`,
+which builds the model with the authors' preset read from the file.
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ def _check_torch_file(path: Path) -> None:
         head = f.read(4)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise DataError(f"{path}: not a PyTorch checkpoint (the file starts with {head!r}, not a torch.save archive); "
-                        "expected our last.pt / best.pt or an authors' CRUNet-MR .pth")
+                        "expected our last.pt / best.pt or an authors' CRUNet-MR, CRNN-MRI or PromptMR checkpoint")
 
 
 def _refusal(path: Path, e: Exception) -> DataError:
@@ -293,30 +295,39 @@ def _check_shapes(ck: Checkpoint, kwargs: dict, source: str) -> None:
 
 
 def _load_authors(obj: Any, path: Path) -> tuple[nn.Module, dict]:
-    """An authors' CRUNet-MR checkpoint (a state dict, possibly wrapped as in Lightning files)."""
+    """An authors' checkpoint: CRUNet-MR, CRNN-MRI or PromptMR (a state dict, possibly wrapped
+    as in Lightning files), built by :func:`cinerecon.models.compat.load_authors_checkpoint`
+    with the preset of the authors' function (``"original"`` for CRNN-MRI and PromptMR).
+
+    Errors name ``path``; a file of a known layout whose tensors do not fit names the first
+    mismatching key and both shapes.
+    """
     from ..models import compat
 
-    if compat.is_authors_state_dict(obj):
-        model = compat.load_authors_checkpoint(obj)
-    else:
+    try:
+        kind = compat.authors_layout(compat.unwrap_state_dict(obj, str(path)))
+    except DataError:
+        kind = None
+    if kind is None:
         keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
         raise DataError(f"{path}: neither a cinerecon checkpoint (format={FORMAT!r}) nor an authors' "
-                        f"CRUNet-MR state dict (found {keys})")
-    return model, {"model": {"name": "crunet", "kwargs": model.config_dict()}, "source": str(path)}
+                        f"{', '.join(compat.LAYOUT_NAMES.values())} state dict (found {keys})")
+    model = compat.load_authors_checkpoint(obj, source=str(path))
+    return model, {"model": {"name": kind, "kwargs": model.config_dict()}, "source": str(path)}
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Load a model for inference.
 
     Args:
-        path: one of our checkpoints (``last.pt`` / ``best.pt``) or an authors' CRUNet-MR
-            checkpoint (state dict or Lightning ``.ckpt``).
+        path: one of our checkpoints (``last.pt`` / ``best.pt``) or an authors' checkpoint
+            of CRUNet-MR, CRNN-MRI or PromptMR (state dict or Lightning ``.ckpt``).
         device: where to put the model.
 
     Returns:
         (model in eval mode, config dict). For our checkpoints the dict is the resolved
         training config (``cfg["model"]`` names the architecture); for the authors' ones it
-        holds at least ``{"model": {"name": "crunet", "kwargs": ...}}``. The model's
+        holds at least ``{"model": {"name": "crunet" | "crnn" | "promptmr", "kwargs": ...}}``. The model's
         ``source_checkpoint`` attribute is ``str(path)``.
 
     Raises:
@@ -329,7 +340,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"checkpoint {path} does not exist; pass a local file "
-                                   f"(our last.pt/best.pt or an authors' CRUNet-MR checkpoint)")
+                                   f"(our last.pt/best.pt or an authors' CRUNet-MR, CRNN-MRI or PromptMR checkpoint)")
     obj = _load_weights(path)
     if is_our_checkpoint(obj):
         _check_version(obj, path)

@@ -88,6 +88,10 @@ class DataConfig:
                               f"{self.batch_size} and {self.num_workers}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.frames_window is not None and self.frames_window < 1:
+            raise ConfigError(f"data.frames_window must be >= 1 or null (whole series), got {self.frames_window}")
+        if self.max_val_items is not None and self.max_val_items < 1:
+            raise ConfigError(f"data.max_val_items must be >= 1 or null (all), got {self.max_val_items}")
 
 
 @dataclass
@@ -124,6 +128,11 @@ class OptimConfig:
         if self.lr <= 0 or self.warmup_epochs < 0:
             raise ConfigError(f"optim.lr must be > 0 and optim.warmup_epochs >= 0, got {self.lr}, "
                               f"{self.warmup_epochs}")
+        for i, b in enumerate(self.betas):
+            if not b < 1:
+                raise ConfigError(f"optim.betas[{i}] must be in [0, 1), got {b}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"optim.grad_clip must be > 0 or null (no clipping), got {self.grad_clip}")
 
 
 @dataclass
@@ -153,6 +162,22 @@ class LossConfig:
     ssim_window: int = 7
     ssim_k1: float = 0.01
     ssim_k2: float = 0.03
+
+    def __post_init__(self) -> None:
+        weights = {"w_kspace": self.w_kspace, "w_image": self.w_image, "image_l1": self.image_l1,
+                   "image_mse": self.image_mse, "w_ssim": self.w_ssim}
+        for name, v in weights.items():
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"loss.{name} must be a finite number >= 0, got {v}")
+        image = self.w_image > 0 and (self.image_l1 > 0 or self.image_mse > 0)
+        if not (self.w_kspace > 0 or self.w_ssim > 0 or image):
+            raise ConfigError(f"the loss is identically zero: loss.w_kspace, loss.w_ssim or loss.w_image (with "
+                              f"loss.image_l1 or loss.image_mse) must be > 0, got {weights}")
+        if self.ssim_window < 3 or self.ssim_window % 2 == 0:
+            raise ConfigError(f"loss.ssim_window must be an odd integer >= 3, got {self.ssim_window}")
+        for name, v in (("ssim_k1", self.ssim_k1), ("ssim_k2", self.ssim_k2)):
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"loss.{name} must be a finite number > 0, got {v}")
 
 
 @dataclass
@@ -207,6 +232,12 @@ class TrainConfig:
     time_budget_min: float | None = None
 
     def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed}")
+        if self.log_every < 1:
+            raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
         if self.time_budget_min is not None and not (math.isfinite(self.time_budget_min)
                                                      and self.time_budget_min > 0):
             raise ConfigError(f"time_budget_min must be a positive number of minutes, got {self.time_budget_min}")
