@@ -62,6 +62,24 @@ def input_files(path: Path, exclude: Path | None = None) -> list[Path]:
     return files
 
 
+def _reusable_heap_bytes() -> int | None:
+    """Free bytes glibc's heap holds for reuse (``mallinfo2().fordblks``, all arenas); None where
+    unavailable (glibc < 2.33, musl, macOS). MemAvailable does not count them."""
+    import ctypes
+    import ctypes.util
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                    "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [], MallInfo2
+    return int(fn().fordblks)
+
+
 @dataclass
 class Reconstructor:
     """A reconstruction method bound to its parameters.
@@ -80,6 +98,8 @@ class Reconstructor:
     device: str = "cpu"
     precision: str = "fp32"
     slice_peak_bytes: dict = field(default_factory=dict, repr=False)  # (C, T, H, W) -> measured peak of one slice
+    fit_checked: dict = field(default_factory=dict, repr=False)  # (C, T, H, W) -> largest batch that passed
+    fit_checked_bytes: int = field(default=0, repr=False)  # largest estimate that passed (heap it may leave)
 
     def __call__(self, sample: CineSample) -> torch.Tensor:
         return self.batch([sample])[0]
@@ -88,23 +108,40 @@ class Reconstructor:
         """On the CPU, refuse a batch that would not fit the available memory (before running it).
 
         The first slice of each shape runs alone while the rise of the peak RSS is measured;
-        the batch is refused when that many slices would need more than 90 % of MemAvailable.
+        the batch is refused when that many slices would need more than 90 % of what is available:
+        MemAvailable plus the freed heap this process holds for reuse. The tuned allocator
+        (:func:`cinerecon.runtime.tune_cpu_allocator`) keeps the memory of earlier batches in the
+        heap, which MemAvailable does not count, so without it a later batch of a size that ran
+        before would be refused after outputs were written. Hence each shape is checked before its
+        first batch runs (before any of its outputs exist) and again only for a larger batch; the
+        credit for the heap is its free bytes (``mallinfo2``), capped by the largest estimate that
+        passed here. Where the heap cannot be read, only the first batch of each shape is checked.
         Returns the outputs already computed (the measured slice, or nothing).
         """
         from ..runtime import available_memory_bytes, measure_peak_rss
 
-        key, done = tuple(samples[0].kspace.shape), []
+        key, n, done = tuple(samples[0].kspace.shape), len(samples), []
         if key not in self.slice_peak_bytes:
             out, peak = measure_peak_rss(lambda: self._run(samples[:1]))
             done = out
             self.slice_peak_bytes[key] = peak
-        peak, avail = self.slice_peak_bytes[key], available_memory_bytes()
-        if peak and avail and peak * len(samples) > 0.9 * avail:
+        peak, passed = self.slice_peak_bytes[key], self.fit_checked.get(key, 0)
+        if n <= passed:  # this shape already passed with at least as many slices
+            return done
+        heap = _reusable_heap_bytes() if self.fit_checked_bytes else 0
+        if passed and heap is None:  # heap unknown: the first batch of each shape was the check
+            return done
+        avail = available_memory_bytes()
+        if avail is not None and heap:  # what earlier batches left in the heap is ours to reuse
+            avail += min(heap, self.fit_checked_bytes)
+        if peak and avail and peak * n > 0.9 * avail:
             fits = max(1, int(0.9 * avail // peak))
-            raise ConfigError(f"--batch-size {batch_size or len(samples)}: a batch of {len(samples)} slice(s) of "
-                              f"(C, T, H, W) = {key} needs about {peak * len(samples) / 2**30:.1f} GiB (one slice "
+            raise ConfigError(f"--batch-size {batch_size or n}: a batch of {n} slice(s) of "
+                              f"(C, T, H, W) = {key} needs about {peak * n / 2**30:.1f} GiB (one slice "
                               f"measured {peak / 2**30:.2f} GiB) and {avail / 2**30:.1f} GiB are available; use "
                               f"--batch-size {fits} or less")
+        self.fit_checked[key] = n
+        self.fit_checked_bytes = max(self.fit_checked_bytes, (peak or 0) * n)
         return done
 
     def _run(self, samples: list[CineSample]) -> list[torch.Tensor]:

@@ -120,7 +120,12 @@ def find_series(root: str | Path) -> list[Path]:
 
 
 def load_series(path: Path) -> np.ndarray:
-    """Frames (T, H, W) float32 of a real series, refused with file and shape when unusable."""
+    """Frames (T, H, W) float32 of a real series, refused in one line with file, key and shape when unusable.
+
+    :func:`~cinerecon.data.simulate.load_real_cine_npz` refuses files that are not readable .npz
+    archives, and ``frames`` that are not (T, H, W) with H, W >= 8, complex, negative or
+    non-finite; here also fewer than ``MIN_FRAMES`` frames and all-zero series.
+    """
     frames, _ = load_real_cine_npz(path)
     if frames.shape[0] < MIN_FRAMES:
         raise DataError(f"{path}: key 'frames' has shape {frames.shape}: need at least {MIN_FRAMES} frames")

@@ -622,11 +622,55 @@ def simulate_cine(cfg: SimConfig = SimConfig()) -> CineSample:
 # ----------------------------------------------------------------------------- real magnitude cines
 
 
+#: Smallest height and width of a real series. A real cine matrix is >= 128 pixels a side and the
+#: training crops are >= 16 (RealCineConfig), so a side below 8 is not an image but a degenerate
+#: array (a (T, 1, W) line profile, a thumbnail, swapped axes): crop-and-resize would invent all of
+#: it, and the smooth phase and coil maps need a 2-D extent. 8 still admits small test fixtures.
+MIN_REAL_SIDE = 8
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members / an empty zip (np.savez of nothing)
+
+
+def _npz_unreadable(path: Path, why: str) -> DataError:
+    return DataError(f"{path}: not a readable .npz ({why})")
+
+
+def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz at ``path`` (no pickles), or a one-line DataError naming the file."""
+    import zipfile
+    import zlib
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise _npz_unreadable(path, e.strerror or type(e).__name__) from e
+    if not head:
+        raise _npz_unreadable(path, "empty file")
+    if head == b"\x93NUMPY":
+        raise _npz_unreadable(path, "a single .npy array, not an .npz archive; save it with np.savez(path, frames=...)")
+    if head[:4] not in _ZIP_MAGIC:
+        raise _npz_unreadable(path, "not a zip archive: corrupt, or another format")
+    out, key = {}, None
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            for key in d.files:
+                out[key] = np.asarray(d[key])
+    except ValueError as e:
+        if "allow_pickle" in str(e) and key is not None:
+            raise DataError(f"{path}: key {key!r} holds pickled Python objects, refused (a real series holds "
+                            "numeric arrays only)") from e
+        raise _npz_unreadable(path, " ".join(f"{type(e).__name__}: {e}".split())) from e
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as e:
+        what = f" at key {key!r}" if key is not None else ""
+        raise _npz_unreadable(path, " ".join(f"{type(e).__name__}{what}: {e}".split())) from e
+    return out
+
+
 def load_real_cine_npz(path: str | Path) -> tuple[np.ndarray, dict]:
     """Read a real magnitude cine series (.npz with ``frames`` (T, H, W) and timing keys).
 
     Args:
-        path: .npz file with ``frames`` (T, H, W) integer or float magnitudes, and optional
+        path: .npz file with ``frames`` (T, H, W) integer or float magnitudes (>= 0), and optional
             ``trigger_time_ms`` (T,), ``pixel_spacing_mm`` (2,), ``series_description``, ``field_T``.
 
     Returns:
@@ -635,24 +679,32 @@ def load_real_cine_npz(path: str | Path) -> tuple[np.ndarray, dict]:
         (float or None) and ``source`` (str).
 
     Raises:
-        DataError: unreadable file, missing ``frames``, wrong rank or non-finite values.
+        DataError: in one line naming the file (and key, shape or value): not a readable .npz,
+            missing ``frames``, wrong rank, H or W below :data:`MIN_REAL_SIDE`, complex or
+            non-numeric dtype, negative or non-finite values.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as d:
-            if "frames" not in d.files:
-                raise DataError(f"{path}: missing key 'frames' (found {sorted(d.files)})")
-            frames = np.asarray(d["frames"])
-            extra = {k: np.asarray(d[k]) for k in d.files if k != "frames"}
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: cannot read .npz ({e})") from e
+    extra = _read_npz_arrays(path)
+    if "frames" not in extra:
+        raise DataError(f"{path}: missing key 'frames' (found {sorted(extra)})")
+    frames = extra.pop("frames")
     if frames.ndim != 3 or min(frames.shape) < 1:
         raise DataError(f"{path}: key 'frames' must be (T, H, W), got shape {frames.shape}")
+    if frames.dtype.kind == "c":
+        raise DataError(f"{path}: key 'frames' {frames.shape} is complex ({frames.dtype}); a real series holds "
+                        "magnitudes (store np.abs of the images)")
+    if frames.dtype.kind not in "biuf":
+        raise DataError(f"{path}: key 'frames' {frames.shape} has dtype {frames.dtype}, not real numbers")
+    if min(frames.shape[1:]) < MIN_REAL_SIDE:
+        raise DataError(f"{path}: key 'frames' has shape {frames.shape}: height and width must be at least "
+                        f"{MIN_REAL_SIDE} pixels (expected (T, H, W))")
     frames = frames.astype(np.float32)
     if not np.isfinite(frames).all():
         raise DataError(f"{path}: key 'frames' {frames.shape} contains NaN or Inf")
+    low = float(frames.min())
+    if low < 0:
+        raise DataError(f"{path}: key 'frames' {frames.shape} has {int((frames < 0).sum())} negative values "
+                        f"(min {low:g}); a magnitude series must be >= 0")
     t = frames.shape[0]
     times = extra.get("trigger_time_ms")
     if times is not None and times.shape != (t,):
