@@ -157,3 +157,9 @@ def test_every_shipped_yaml_still_loads(path):
 def test_shipped_yaml_found():
     names = {str(p.relative_to(ROOT / "configs")) for p in SHIPPED_YAML if p.is_relative_to(ROOT / "configs")}
     assert any(n.startswith("ablations/") for n in names) and any(n.startswith("study/") for n in names)
+
+
+def test_train_epochs_flag_zero_names_the_flag(tmp_path, capsys):
+    rc, err = _run(["train", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), "--epochs", "0"], capsys)
+    _one_line(rc, err, ["--epochs", "0"])
+    assert not (tmp_path / "run").exists()

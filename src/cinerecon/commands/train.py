@@ -2,7 +2,7 @@
 
     cinerecon train DATA_DIR --model crunet --accel 8 --epochs N --out RUN_DIR
                     [--config YAML] [--init CKPT] [--resume] [--batch-size B] [--overwrite]
-                    [key=value ...]
+                    [--time-budget MINUTES] [key=value ...]
 
 Resolution order: dataclass defaults -> preset (``finetune`` with --init) -> YAML ->
 the flags above -> ``key=value`` overrides (e.g. ``optim.lr=1e-4 data.frames_window=5``).
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="Examples:\n  cinerecon train data/ --model crunet --accel 8 --epochs 100 --out runs/crunet_r8\n"
                "  cinerecon train data/ --config configs/ablations/no_side_branches.yaml --out runs/abl1\n"
                "  cinerecon train vendorB/ --init runs/crunet_r8/best.pt --out runs/ft  (finetune preset)\n"
-               "  cinerecon train data/ --out runs/crunet_r8 --resume")
+               "  cinerecon train data/ --out runs/crunet_r8 --resume\n"
+               "  cinerecon train data/ --model crunet --accel 8 --epochs 100 --time-budget 30 --out runs/r8_30min")
     p.add_argument("data_dir", help="directory of HDF5 files (optional train.txt / val.txt list the split)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. optim.lr=1e-4 model.kwargs.chans=32 data.frames_window=5")
@@ -65,12 +67,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--batch-size", type=int, help="items per batch (per process)")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty run directory")
+    p.add_argument("--time-budget", metavar="MINUTES",
+                   help="wall-clock minutes for this session (config key time_budget_min): the epoch count and "
+                        "the learning-rate schedule follow the measured time, training stops cleanly (mid-epoch if "
+                        "need be) keeping best.pt and last.pt, and a budget that cannot fit one step is refused "
+                        "before anything is trained or removed")
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
                    help="CUDA: TensorFloat-32 matmuls and cuDNN convolutions (config key tf32; default on); "
                         "--no-tf32 computes in full float32")
     p.add_argument("--set", action="append", default=[], metavar="key=value",
                    help="a config override (same as a positional key=value); repeatable")
     return _allow_intermixed(p)
+
+
+def _minutes(text: str) -> float:
+    """``--time-budget``'s value: a finite number of minutes > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--time-budget must be a positive number of minutes, got {text!r}")
+    return value
 
 
 def resolve(args: argparse.Namespace):
@@ -96,6 +114,8 @@ def resolve(args: argparse.Namespace):
     changes = {"data": data, "model": model, "resume": bool(args.resume),
                "overwrite": bool(args.overwrite or cfg.overwrite)}
     if args.epochs is not None:
+        if args.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
         changes["epochs"] = args.epochs
     if args.tf32 is not None:
         changes["tf32"] = bool(args.tf32)
@@ -103,6 +123,8 @@ def resolve(args: argparse.Namespace):
         changes["out"] = args.out
     if args.init is not None:
         changes["init"] = args.init
+    if args.time_budget is not None:
+        changes["time_budget_min"] = _minutes(args.time_budget)
     cfg = dataclasses.replace(cfg, **changes)
     overrides = [o for o in args.overrides if o] + list(args.set)
     for o in overrides:

@@ -209,8 +209,9 @@ class TrainConfig:
         overwrite: allow writing into a non-empty ``out`` without resuming.
         time_budget_min: wall-clock minutes for this run (None: no limit). After the first
             epoch the epoch count is cut to what fits (the learning-rate schedule follows the
-            new count and the cut is saved in ``config.yaml``); training stops cleanly before
-            an epoch that would overrun, keeping ``best.pt`` and ``last.pt``.
+            new count and the cut is saved in ``config.yaml``); training stops cleanly between
+            steps (mid-epoch if needed) before the budget would overrun, validates and keeps
+            ``best.pt`` and ``last.pt``.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)

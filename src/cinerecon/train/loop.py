@@ -8,6 +8,15 @@ autocast on CUDA, optional gradient clipping), then validation on the val split
 validation set). The run directory also holds ``config.yaml`` (the resolved config),
 ``metrics.jsonl`` (one line per epoch) and ``tb/`` (TensorBoard scalars).
 
+With a time budget (``time_budget_min``, ``--time-budget``) the epoch count is fitted to
+the measured time after every epoch, and the clock is also read after every step (no
+device synchronisation): when the next step (plus the expected validation) would overrun,
+the epoch ends there, is validated and saved (``metrics.jsonl`` gives ``partial_steps``
+of ``steps_per_epoch``), and the run is finished, its ``config.yaml`` saying so in
+``epochs``. Resuming is bit-exact from any epoch end of an unchanged config (a crash, a
+kill); resuming a finished run says so and trains nothing; a larger ``--epochs`` continues
+it from the next epoch (a changed config: the rest of a shortened epoch is not replayed).
+
 Run with ``torchrun --nproc_per_node N`` for DistributedDataParallel (see
 :mod:`cinerecon.train.distributed`); only rank 0 logs and saves.
 """
@@ -200,14 +209,15 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     run = Path(cfg.out)
     if info.is_main or cfg.resume:  # resuming only reads; every rank checks
         prepare_run_dir(run, cfg.resume, cfg.overwrite)
-        if info.is_main and cfg.overwrite and not cfg.resume:
-            _clear_previous_outputs(run)
     barrier(info)
 
     resume_ck = read_checkpoint(run / "last.pt") if cfg.resume else None
     if resume_ck is not None and resume_ck.model_name != cfg.model.name:
         raise ConfigError(f"{run / 'last.pt'} holds model {resume_ck.model_name!r}, the config asks for "
                           f"{cfg.model.name!r}")
+    if resume_ck is not None and resume_ck.epoch >= cfg.epochs:
+        _say_finished(run, resume_ck, cfg, info)
+        return run
     if train_set is None and val_set is None:
         train_set, val_set = build_datasets(cfg.data, cfg.seed)
     if train_set is None:
@@ -218,14 +228,13 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if resume_ck is not None:
         unwrap(model).load_state_dict(resume_ck.state_dict)
     model.to(device)
-    if info.is_main:
-        atomic_write_text(run / "config.yaml", dump_yaml(cfg))
 
     loader, sampler = train_loader(train_set, cfg.data, cfg.seed, info, device)
     vloader = val_loader(val_set, cfg.data, info, device) if val_set is not None else None
-    budget = _Budget(time.monotonic(), cfg.epochs, [], device)
-    step_s = _probe_step(model, loader, cfg, device, info)
-    _announce(cfg, model, train_set, val_set, loader, device, info, step_s)
+    budget = _Budget(time.monotonic(), cfg.epochs, [], device,
+                     math.inf if cfg.time_budget_min is None else 60.0 * cfg.time_budget_min)
+    step_s = _probe_step(model, loader, cfg, device, info, budget)
+    budget.tail_s = (len(vloader) if vloader is not None else 0) * step_s  # a first guess at validation's time
     per_step = cfg.optim.schedule_per == "step"
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   weight_decay=cfg.optim.weight_decay)
@@ -249,6 +258,13 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
         rng = resume_ck.rng_state()
         if rng is not None:
             rng.restore()
+    # Every check that can refuse the run is behind us: only now may --overwrite remove a previous run's files.
+    if info.is_main:
+        if cfg.overwrite and not cfg.resume:
+            _clear_previous_outputs(run)
+        atomic_write_text(run / "config.yaml", dump_yaml(cfg))
+    _announce(cfg, model, train_set, val_set, loader, device, info, step_s, budget)
+    n_steps = len(loader)
     ddp_model = wrap_model(model, info, device)
     watch = _FiniteWatch(device)
     writer = _writer(run, info)
@@ -261,6 +277,7 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
             sums = torch.zeros(6, dtype=torch.float64, device=device)
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False,
                        file=sys.stderr, dynamic_ncols=True)
+            done, cut = 0, False  # steps of this epoch; whether the time budget ended it early
             for batch in bar:
                 batch = batch.to(device, non_blocking=True)
                 target = _require_target(batch)
@@ -288,7 +305,16 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
                             for name, v in zip(LossTerms._fields, host):
                                 writer.add_scalar(f"train/{name}", v, step)
                             writer.add_scalar("train/lr", lr, step)
+                done += 1
+                if (cfg.time_budget_min is not None and done < n_steps
+                        and budget.out_of_time(done, n_steps, step, cfg.log_every, info)):
+                    cut = True
+                    break
             bar.close()
+            if cut and info.is_main:
+                print(f"train: stopping in epoch {epoch + 1} after {done} of {n_steps} steps: the next step would "
+                      f"overrun the time budget of {cfg.time_budget_min:g} min; the run ends with this epoch",
+                      file=sys.stderr, flush=True)
             watch.check(info)  # before anything is saved
             sums = all_reduce_sum(sums, info)
             means = (sums[:5] / sums[5].clamp_min(1)).tolist()
@@ -297,16 +323,19 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
                 scheduler.step()
             val = validate(unwrap(model), vloader, cfg, device, info) if vloader is not None else None
             stop = False
-            if cfg.time_budget_min is not None:
-                cfg, stop = _fit_budget(cfg, epoch + 1, budget, scheduler, len(loader) if per_step else 1, run,
-                                        info)
+            if cut:  # the run ends with this shortened epoch: it is the last one
+                cfg, stop = _set_epochs(cfg, epoch + 1, scheduler, n_steps if per_step else 1, run, info), True
+            elif cfg.time_budget_min is not None:
+                cfg, stop = _fit_budget(cfg, epoch + 1, budget, scheduler, n_steps if per_step else 1, run, info,
+                                        done)
             result = EpochResult(epoch + 1, lr, *means, *(val if val is not None else (None, None, None)))
             score = result.val_psnr if result.val_psnr is not None else -result.loss
             improved = best is None or (math.isfinite(score) and score > best)
             if improved:
                 best = score
             if info.is_main:
-                _log_epoch(writer, result, run, show)
+                _log_epoch(writer, result, run, show,
+                           {"partial_steps": done, "steps_per_epoch": n_steps} if cut else None)
                 if improved:
                     save_checkpoint(run / "best.pt", model, None, None, epoch + 1, cfg, step, best, rng=False)
                 save_checkpoint(run / "last.pt", model, optimizer, scheduler, epoch + 1, cfg, step, best)
@@ -320,17 +349,18 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
 
 
 def _probe_step(model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.device,
-                info: DistInfo | None = None) -> float:
-    """Seconds of one forward + backward pass on a training batch (no optimiser step).
+                info: DistInfo | None = None, budget: "_Budget | None" = None) -> float:
+    """Seconds of one training step: loading a batch, forward and backward (no optimiser step).
 
     Leaves the weights, the optimiser and the data order untouched; raises ConfigError when
-    ``cfg.time_budget_min`` cannot fit even this one step, or, in a multi-process run, when
-    some parameter gets no gradient (DistributedDataParallel would fail at its second step).
+    ``cfg.time_budget_min`` cannot fit even this one step (after the start-up time already
+    spent, when ``budget`` is given), or, in a multi-process run, when some parameter gets no
+    gradient (DistributedDataParallel would fail at its second step).
     """
     dataset = loader.dataset
+    t0 = time.monotonic()
     items = [dataset[i] for i in range(min(cfg.data.batch_size, len(dataset)))]
     batch = loader.collate_fn(items).to(device)
-    t0 = time.monotonic()
     pred = _forward(model, batch, cfg.amp, device)
     reconstruction_loss(pred, _require_target(batch), batch.maps, cfg.loss).total.backward()
     idle = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -338,25 +368,53 @@ def _probe_step(model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.d
     if idle and info is not None and info.enabled:
         raise ConfigError(f"model {cfg.model.name!r}: {len(idle)} parameter(s) get no gradient, e.g. {idle[:3]}; "
                           "multi-process (DDP) training needs every parameter to act")
-    seconds = time.monotonic() - t0
-    if cfg.time_budget_min is not None and seconds > 60.0 * cfg.time_budget_min:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # once: the probe's time is the work's, not its launch's
+    end = time.monotonic()
+    seconds, spent = end - t0, 0.0
+    if budget is not None:
+        budget.epoch_start = end
+        spent = end - budget.start
+        if info is not None and info.enabled and cfg.time_budget_min is not None:  # every rank decides alike
+            both = torch.tensor([seconds, spent], dtype=torch.float64, device=budget.device)
+            seconds, spent = (all_reduce_sum(both, info) / info.world_size).tolist()
+        budget.step_s = seconds
+    if cfg.time_budget_min is not None and spent + seconds > 60.0 * cfg.time_budget_min:
+        setup = f"; {spent:.1f} s of the budget spent on start-up and this probe step" if spent else ""
         raise ConfigError(f"time budget of {cfg.time_budget_min:g} min cannot fit one training step "
-                          f"({seconds:.1f} s for a batch of {len(items)})")
+                          f"({seconds:.1f} s for a batch of {len(items)}, loading included{setup}); "
+                          "nothing was trained or removed")
     return seconds
 
 
 def _announce(cfg: TrainConfig, model: nn.Module, train_set: Dataset, val_set: Dataset | None, loader: Any,
-              device: torch.device, info: DistInfo, step_s: float) -> None:
+              device: torch.device, info: DistInfo, step_s: float, budget: "_Budget | None" = None) -> None:
     """Print the start-up line: model, device, parameters, data, steps and seconds per step."""
     if not info.is_main:
         return
     n_params = sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)
-    budget = "" if cfg.time_budget_min is None else f", time budget {cfg.time_budget_min:g} min"
+    extra = ""
+    if cfg.time_budget_min is not None:
+        extra = f", time budget {cfg.time_budget_min:g} min"
+        if budget is not None and budget.epoch_start is not None and step_s > 0:
+            fit = max(0, int((60.0 * cfg.time_budget_min - (budget.epoch_start - budget.start)) // step_s))
+            extra += f" (about {fit} steps, {fit / max(len(loader), 1):.3g} epochs)"
     print(f"train: {cfg.model.name} on {device} ({torch.get_num_threads()} threads, {info.world_size} "
           f"process(es)), {n_params:,} trainable parameters; {len(train_set)} training items "
           f"({cfg.data.kind}: {cfg.data.root}), {0 if val_set is None else len(val_set)} validation items; "
-          f"{len(loader)} steps per epoch, {cfg.epochs} epochs; about {step_s:.2f} s per step{budget}",
+          f"{len(loader)} steps per epoch, {cfg.epochs} epochs; about {step_s:.2f} s per step{extra}",
           file=sys.stderr, flush=True)
+
+
+def _say_finished(run: Path, ck: Any, cfg: TrainConfig, info: DistInfo) -> None:
+    """Tell that a resumed run has nothing left to train (its epochs are done, e.g. cut by its time budget)."""
+    if not info.is_main:
+        return
+    why = ""
+    if ck.config.get("time_budget_min") is not None:
+        why = f"; its time budget ({ck.config['time_budget_min']:g} min) set its epoch count"
+    print(f"train: {run} is finished: last.pt holds epoch {ck.epoch} and the config asks for {cfg.epochs} "
+          f"epochs{why}; nothing to train (pass a larger --epochs to continue it)", file=sys.stderr, flush=True)
 
 
 class _FiniteWatch:
@@ -434,24 +492,91 @@ class _Budget:
         max_epochs: the epoch count asked for (the budget never raises it above this).
         marks: elapsed seconds at the end of each epoch of this session.
         device: the training device (where the ranks' clocks are summed; NCCL needs CUDA).
+        limit_s: the budget in seconds.
+        step_s: seconds per step: the start-up probe's (loading included), then the latest measured mean.
+        epoch_start: clock when this epoch's steps began (the probe's end, then each epoch's end mark).
+        first_read: clock after this epoch's first step, or None (the origin of the mean step time: the
+            first step also pays for the start of an epoch or of the session).
+        last_read: clock after the latest step of this epoch that read it, or None.
+        last_read_steps: steps of this epoch done at ``last_read``.
+        tail_s: estimated seconds from an epoch's last step to its end (validation, logging).
     """
 
     start: float
     max_epochs: int
     marks: list[float]
     device: torch.device
+    limit_s: float = math.inf
+    step_s: float = 0.0
+    epoch_start: float | None = None
+    first_read: float | None = None
+    last_read: float | None = None
+    last_read_steps: int = 0
+    tail_s: float = 0.0
+
+    def out_of_time(self, done: int, total: int, step: int, log_every: int, info: DistInfo) -> bool:
+        """After step ``done`` of ``total`` in this epoch: would the next one overrun the budget?
+
+        One ``time.monotonic()`` read, no device synchronisation: the step time is the mean of
+        this epoch's steps after its first (loading included; the first step's own time also
+        holds the epoch's or the session's start), and the estimated validation time of the
+        epoch's end is kept in reserve. With several processes the ranks decide together every
+        ``log_every`` steps (where the loop synchronises anyway), looking that many steps ahead.
+        """
+        now = time.monotonic()
+        if self.first_read is None:  # done == 1: every step of an epoch but its last reads the clock
+            self.first_read = now
+        else:
+            self.step_s = (now - self.first_read) / (done - 1)
+        self.last_read, self.last_read_steps = now, done
+        limit, mean = self.limit_s, self.step_s
+        if not info.enabled:
+            return now - self.start + mean + self.tail_s > limit
+        every = max(log_every, 1)
+        if step % every:
+            return False
+        ahead = min(every, total - done)
+        want = torch.tensor([float(now - self.start + ahead * mean + self.tail_s > limit)], dtype=torch.float64,
+                            device=self.device)
+        return float(all_reduce_sum(want, info)[0]) > 0
+
+    def end_epoch(self, now: float, steps: int) -> None:
+        """Learn the tail of an epoch of ``steps`` steps that ended at ``now``; the next epoch starts."""
+        if self.epoch_start is not None:
+            if self.last_read is not None:
+                self.tail_s = max(0.0, now - self.last_read - (steps - self.last_read_steps) * self.step_s)
+            else:
+                self.tail_s = max(0.0, now - self.epoch_start - steps * self.step_s)
+        self.epoch_start, self.first_read, self.last_read, self.last_read_steps = now, None, None, 0
+
+
+def _set_epochs(cfg: TrainConfig, epochs: int, scheduler: Any, steps_per_epoch: int, run: Path,
+                info: DistInfo) -> TrainConfig:
+    """``cfg`` with ``epochs`` epochs: the cosine schedule is rebuilt for them and ``config.yaml`` rewritten."""
+    if epochs == cfg.epochs:
+        return cfg
+    cfg = dataclasses.replace(cfg, epochs=epochs)
+    o = cfg.optim
+    scheduler.lr_lambdas = [warmup_cosine(o.lr, o.min_lr, o.warmup_epochs, cfg.epochs, steps_per_epoch)
+                            for _ in scheduler.lr_lambdas]
+    if info.is_main:
+        atomic_write_text(run / "config.yaml", dump_yaml(cfg))
+    return cfg
 
 
 def _fit_budget(cfg: TrainConfig, epochs_done: int, budget: _Budget, scheduler: Any, steps_per_epoch: int,
-                run: Path, info: DistInfo) -> tuple[TrainConfig, bool]:
+                run: Path, info: DistInfo, steps: int = 1) -> tuple[TrainConfig, bool]:
     """Fit the epoch count to the time budget after every epoch; say whether to stop.
 
     The time per epoch is the mean of this session's last three epochs (mean over ranks, so
     every rank decides alike), so a slow start (a busy machine, first-call overheads) is
     corrected later. When the count changes, the cosine schedule is rebuilt for the new
-    length and ``config.yaml`` is rewritten.
+    length and ``config.yaml`` is rewritten. (Within an epoch, :meth:`_Budget.out_of_time`
+    stops before a step that would overrun.)
     """
-    mine = torch.tensor([time.monotonic() - budget.start], dtype=torch.float64, device=budget.device)
+    now = time.monotonic()
+    budget.end_epoch(now, steps)
+    mine = torch.tensor([now - budget.start], dtype=torch.float64, device=budget.device)
     elapsed = float(all_reduce_sum(mine, info)[0]) / info.world_size
     budget.marks.append(elapsed)
     recent = ([0.0] + budget.marks)[-4:]
@@ -459,12 +584,8 @@ def _fit_budget(cfg: TrainConfig, epochs_done: int, budget: _Budget, scheduler: 
     limit = 60.0 * cfg.time_budget_min
     fits = min(budget.max_epochs, max(epochs_done, epochs_done + int((limit - elapsed) // per_epoch)))
     if fits != cfg.epochs:
-        cfg = dataclasses.replace(cfg, epochs=fits)
-        o = cfg.optim
-        scheduler.lr_lambdas = [warmup_cosine(o.lr, o.min_lr, o.warmup_epochs, cfg.epochs, steps_per_epoch)
-                                for _ in scheduler.lr_lambdas]
+        cfg = _set_epochs(cfg, fits, scheduler, steps_per_epoch, run, info)
         if info.is_main:
-            atomic_write_text(run / "config.yaml", dump_yaml(cfg))
             print(f"train: {per_epoch:.0f} s per epoch: {cfg.epochs} epochs fit the time budget of "
                   f"{cfg.time_budget_min:g} min (schedule adjusted)", file=sys.stderr, flush=True)
     stop = epochs_done < cfg.epochs and elapsed + per_epoch > limit
@@ -474,10 +595,10 @@ def _fit_budget(cfg: TrainConfig, epochs_done: int, budget: _Budget, scheduler: 
     return cfg, stop
 
 
-def _log_epoch(writer: Any, r: EpochResult, run: Path, show: bool) -> None:
+def _log_epoch(writer: Any, r: EpochResult, run: Path, show: bool, extra: dict | None = None) -> None:
     d = dataclasses.asdict(r)
     with open(run / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(d) + "\n")
+        f.write(json.dumps({**d, **(extra or {})}) + "\n")
     if writer is not None:
         for k, v in d.items():
             if k != "epoch" and v is not None:
