@@ -103,3 +103,35 @@ def assert_batch_consistent(model, kspace, mask, maps, rtol=1e-4, atol=1e-5):
         both = model(kspace, mask, maps)
         single = torch.cat([model(kspace[i:i + 1], mask[i:i + 1], maps[i:i + 1]) for i in range(kspace.shape[0])])
     torch.testing.assert_close(both, single, rtol=rtol, atol=atol)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """(exit status, stderr) of ``cinerecon ARGV`` run in-process; argparse exits count too."""
+    from cinerecon.cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse usage errors
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module, imported once per session (the benchmarks are not a
+    package; the module is registered before it runs because dataclasses look it up)."""
+    import importlib.util
+    import sys
+
+    mod_name = f"cinerecon_bench_{name}"
+    if mod_name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[mod_name]
+            raise
+    return sys.modules[mod_name]

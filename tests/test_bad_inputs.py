@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from cinerecon.cli import main
+from conftest import run_cli
 from test_reconstruct_cli import make_file
 
 C, T, H, W = 2, 3, 12, 10
@@ -172,15 +173,6 @@ def _snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
     return out
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse usage errors
-        rc = e.code
-    return rc, capsys.readouterr().err
-
-
 # ----------------------------------------------------------------------------- the table
 # (id, argv with {w} = the world and {out} = a fresh output folder, fragments the one line must contain)
 
@@ -292,7 +284,7 @@ def test_bad_input_one_line_nonzero_exit_nothing_written_outside_out(world, tmp_
         pytest.skip("ismrmrd package not installed")
     before = _snapshot(world)
     outside = _snapshot(tmp_path, skip=out)
-    rc, err = _run(argv, capsys)
+    rc, err = run_cli(argv, capsys)
     assert rc not in (0, None), f"exit status {rc}; stderr: {err}"
     lines = err.strip("\n").split("\n")
     assert len(lines) == 1 and lines[0], f"expected one line, got {len(lines)}:\n{err}"

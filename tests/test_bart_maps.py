@@ -10,9 +10,7 @@ Skipped when no ``bart`` executable is on the PATH.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,17 +18,14 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from cinerecon.fft import fft2c
+from conftest import load_benchmark
 
 BART = shutil.which("bart")
 pytestmark = pytest.mark.skipif(BART is None, reason="BART (bart ecalib) not installed")
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "coil_maps.py"
-    spec = importlib.util.spec_from_file_location("coil_maps_benchmark_bart", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("coil_maps")
 
 
 def _agreement(maps: torch.Tensor, true: torch.Tensor) -> torch.Tensor:

@@ -155,10 +155,13 @@ def test_small_crnn_authors_file_loads_and_wrong_shape_names_file_key_and_shapes
     assert cfg["model"]["name"] == "crnn" and cfg["model"]["kwargs"]["nf"] == 4
     assert cfg["model"]["kwargs"]["layers"] == 4 and not cfg["model"]["kwargs"]["normalise"]
     assert torch.equal(loaded.state_dict()["cascades.0.out.weight"], model.state_dict()["cascades.0.out.weight"])
-    key = "conv2_h.weight"
+    _assert_wrong_shape_refused(sd, "conv2_h.weight", tmp_path / "crnn_bad.pth")
+
+
+def _assert_wrong_shape_refused(sd: dict, key: str, bad: Path) -> None:
+    """``sd`` with ``key`` one row too long, saved at ``bad``, is refused naming file, key and shapes."""
     want = tuple(sd[key].shape)
     sd[key] = torch.zeros(want[0] + 1, *want[1:])
-    bad = tmp_path / "crnn_bad.pth"
     torch.save(sd, bad)
     with pytest.raises(DataError) as e:
         load_model(bad)
@@ -170,15 +173,7 @@ def test_small_crnn_authors_file_loads_and_wrong_shape_names_file_key_and_shapes
 def test_crunet_authors_file_with_wrong_shape_names_the_file(tmp_path):
     torch.manual_seed(0)
     sd = to_authors_state_dict(build_model("crunet", chans=4, cascades=2))
-    key = "cascades.1.conv.weight"
-    want = tuple(sd[key].shape)
-    sd[key] = torch.zeros(want[0] + 1, *want[1:])
-    bad = tmp_path / "crunet_bad.pth"
-    torch.save(sd, bad)
-    with pytest.raises(DataError) as e:
-        load_model(bad)
-    msg = str(e.value)
-    assert str(bad) in msg and repr(key) in msg and str(want) in msg and str((want[0] + 1, *want[1:])) in msg
+    _assert_wrong_shape_refused(sd, "cascades.1.conv.weight", tmp_path / "crunet_bad.pth")
 
 
 def test_promptmr_lightning_checkpoint_loads_through_the_cli(tmp_path):

@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 DEEP = ("crunet", "crnn", "unet3d", "cinenet", "promptmr")
 
 
@@ -26,17 +25,10 @@ def _load(name: str):
     for mod in ("cinerecon.data.simulate", "cinerecon.data.h5", "cinerecon.train.loop", "cinerecon.evaluate.metrics",
                 "cinerecon.classical.zero_filled", "cinerecon.classical.cg_sense", "cinerecon.coils"):
         pytest.importorskip(mod)
-    mod_name = f"cinerecon_bench_{name}"
-    if mod_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(mod_name, BENCH / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except ImportError as e:
-            del sys.modules[mod_name]
-            pytest.skip(f"benchmarks/{name}.py cannot be imported yet: {e}")
-    return sys.modules[mod_name]
+    try:
+        return load_benchmark(name)
+    except ImportError as e:
+        pytest.skip(f"benchmarks/{name}.py cannot be imported yet: {e}")
 
 
 def _require_models(names):

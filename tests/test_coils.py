@@ -14,6 +14,7 @@ from cinerecon.errors import ConfigError, DataError
 from cinerecon.fft import fft2c
 from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.operators import SenseOp, sampled_mean
+from conftest import load_benchmark
 
 sigpy_mri = pytest.importorskip("sigpy.mri")
 
@@ -381,11 +382,4 @@ def test_cg_sense_with_our_maps_within_03_db_of_true_maps_on_real_series():
 
 
 def _load_benchmark():
-    """benchmarks/coil_maps.py as a module (loaded by path, the benchmarks are not a package)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "coil_maps.py"
-    spec = importlib.util.spec_from_file_location("coil_maps_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("coil_maps")

@@ -13,21 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cinerecon.cli import main
 from cinerecon.errors import ConfigError
 from cinerecon.train.config import load_config
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_YAML = sorted((ROOT / "configs").rglob("*.yaml")) + sorted((ROOT / "docs").rglob("*config*.yaml"))
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse usage errors
-        rc = e.code
-    return rc, capsys.readouterr().err
 
 
 def _one_line(rc, err: str, fragments: list[str]) -> str:
@@ -53,7 +44,7 @@ SIMULATE_ROWS = [
 @pytest.mark.parametrize("flags, fragments", [pytest.param(f, fr, id=i) for i, f, fr in SIMULATE_ROWS])
 def test_simulate_bad_flags(tmp_path, capsys, flags, fragments):
     out = tmp_path / "out"
-    rc, err = _run(["simulate", str(out), "--subjects", "1", "--frames", "2", "--coils", "1"] + flags, capsys)
+    rc, err = run_cli(["simulate", str(out), "--subjects", "1", "--frames", "2", "--coils", "1"] + flags, capsys)
     _one_line(rc, err, fragments)
     assert not out.exists()
 
@@ -86,7 +77,7 @@ DEMO_ROWS = [
 def test_demo_bad_flags(tmp_path, capsys, flags, fragments):
     out = tmp_path / "out"
     argv = ["demo", "--out", str(out), "--checkpoint", str(tmp_path / "missing.pt"), "--phantoms"] + flags
-    rc, err = _run(argv, capsys)
+    rc, err = run_cli(argv, capsys)
     _one_line(rc, err, fragments)
     assert not out.exists()
 
@@ -116,7 +107,7 @@ TRAIN_ROWS = [
 
 @pytest.mark.parametrize("override, fragments", [pytest.param(o, f, id=i) for i, o, f in TRAIN_ROWS])
 def test_train_bad_config_values(tmp_path, capsys, override, fragments):
-    rc, err = _run(["train", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), override], capsys)
+    rc, err = run_cli(["train", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), override], capsys)
     _one_line(rc, err, fragments)
     assert not (tmp_path / "run").exists()
 
@@ -160,6 +151,6 @@ def test_shipped_yaml_found():
 
 
 def test_train_epochs_flag_zero_names_the_flag(tmp_path, capsys):
-    rc, err = _run(["train", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), "--epochs", "0"], capsys)
+    rc, err = run_cli(["train", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"), "--epochs", "0"], capsys)
     _one_line(rc, err, ["--epochs", "0"])
     assert not (tmp_path / "run").exists()

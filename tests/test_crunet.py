@@ -13,7 +13,7 @@ from cinerecon.models.compat import (authors_config, is_authors_state_dict, load
                                      load_authors_state_dict, to_authors_state_dict)
 from cinerecon.models.crunet import CRUNetState
 from cinerecon.operators import SenseOp
-from conftest import assert_batch_consistent, assert_image_output, measured_problem, seeded_model
+from conftest import assert_batch_consistent, assert_image_output, load_benchmark, measured_problem, seeded_model
 from crunet_naive import naive_crunet
 from phantoms import overfit, undersampled_cine, zero_filled_psnr
 
@@ -292,13 +292,7 @@ def test_tiny_crunet_overfits_and_beats_zero_filling():
 
 
 def test_speed_benchmark_runs_and_agrees(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "crunet_speed.py"
-    spec = importlib.util.spec_from_file_location("crunet_speed", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("crunet_speed")
     assert bench.main(["--size", "12", "10", "--frames", "3", "--coils", "2", "--chans", "4",
                        "--cascades", "2", "--skip-memory", "--throughput-batch", "2", "--skip-allocator"]) == 0
     out = capsys.readouterr().out

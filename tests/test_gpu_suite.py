@@ -7,24 +7,15 @@ against fp32), never for speed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.py"
+from conftest import load_benchmark
 
 
 def _suite():
-    name = "cinerecon_bench_gpu_suite"
-    if name not in sys.modules:  # dataclasses look their module up while it is executed
-        spec = importlib.util.spec_from_file_location(name, BENCH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark("gpu_suite")
 
 
 def test_gpu_suite_runs_on_cpu_small(tmp_path, capsys):

@@ -9,29 +9,20 @@ the realism changes fails both band tests (high-frequency share about -33 dB aga
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cinerecon.data.simulate import LABELS, SimConfig, load_real_cine_npz, simulate_phantom
+from conftest import load_benchmark
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "phantom_realism.py"
 SEEDS = (0, 1, 2, 3)
 CFG = SimConfig(frames=12, size=(128, 128))
 
 
 def _bench():
-    name = "cinerecon_bench_phantom_realism"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark("phantom_realism")
 
 
 @pytest.fixture(scope="module")
