@@ -23,6 +23,7 @@ Run with ``torchrun --nproc_per_node N`` for DistributedDataParallel (see
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -245,7 +246,8 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
         if resume_ck.optimizer is None or resume_ck.scheduler is None:
             raise DataError(f"{run / 'last.pt'} has no optimiser/scheduler state to resume from")
         optimizer.load_state_dict(_optimizer_state_by_name(resume_ck, model, run / "last.pt"))
-        schedule = scheduler.lr_lambdas
+        # load_state_dict updates the schedule objects in place: keep copies of the config's
+        schedule = [copy.copy(fn) for fn in scheduler.lr_lambdas]
         scheduler.load_state_dict(resume_ck.scheduler)
         # The config is the truth: a changed epoch count, lr or schedule applies from here on
         # (an unchanged config resumes exactly).
