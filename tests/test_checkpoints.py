@@ -6,6 +6,7 @@ import torch
 
 import cinerecon.train.checkpoints as ckpt
 from cinerecon.errors import ConfigError, DataError, OutputExistsError, WeightsNotFoundError
+from cinerecon.files import atomic_write_text
 from cinerecon.train.checkpoints import (RngState, load_model, prepare_run_dir, read_checkpoint, save_checkpoint)
 from cinerecon.train.config import load_config, to_dict
 from cinerecon.train.schedule import make_scheduler
@@ -73,7 +74,7 @@ def test_checkpoint_mode_follows_umask(tmp_path):
     old = os.umask(0o022)
     try:
         path = save_checkpoint(tmp_path / "last.pt", model, opt, sched, epoch=1, cfg=cfg)
-        text = ckpt.atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
+        text = atomic_write_text(tmp_path / "config.yaml", "a: 1\n", fsync=True)
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644 and text.stat().st_mode & 0o777 == 0o644

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from cinerecon.evaluate.figures import FigureConfig, plot_dynamic_bars, plot_reconstructions
-from cinerecon.evaluate.report import DynamicSummaryRow, SliceRecord, write_csv, write_text
+from cinerecon.evaluate.report import DynamicSummaryRow, SliceRecord, write_csv
+from cinerecon.files import atomic_write_text
 from cinerecon.evaluate.runner import EvaluationOptions
 from cinerecon.evaluate.timing import TimingConfig
 from cinerecon.files import TEMP_SUFFIX
@@ -105,7 +106,7 @@ def test_no_figures_creates_no_figures_folder(data_dir, tmp_path, umask022, monk
 def test_writers_follow_the_umask(tmp_path):
     old = os.umask(0o077)
     try:
-        write_text(tmp_path / "a.md", "x\n")
+        atomic_write_text(tmp_path / "a.md", "x\n")
         write_csv(tmp_path / "a.csv", [SliceRecord("f", "s", "sax", "R04", "zf", 1.0, 0.5, 0.1, None, None)])
     finally:
         os.umask(old)

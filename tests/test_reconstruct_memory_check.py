@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from cinerecon import runtime
-from cinerecon.commands import reconstruct
 from cinerecon.commands.reconstruct import Reconstructor
 from cinerecon.data.sample import CineSample, SampleMeta
 from cinerecon.errors import ConfigError
@@ -32,7 +31,7 @@ class Memory:
         self.avail, self.heap, self.ran = avail, heap, 0
         monkeypatch.setattr(runtime, "measure_peak_rss", lambda fn: (fn(), PEAK))
         monkeypatch.setattr(runtime, "available_memory_bytes", lambda: self.avail)
-        monkeypatch.setattr(reconstruct, "_reusable_heap_bytes", lambda: self.heap)
+        monkeypatch.setattr(runtime, "reusable_heap_bytes", lambda: self.heap)
 
     def rec(self) -> Reconstructor:
         def fn(kspace, mask, maps):
@@ -99,7 +98,7 @@ def test_without_a_heap_reader_only_the_first_batch_of_each_shape_is_checked(mon
 
 
 def test_reusable_heap_reader_reports_bytes_or_none():
-    heap = reconstruct._reusable_heap_bytes()
+    heap = runtime.reusable_heap_bytes()
     assert heap is None or (isinstance(heap, int) and heap >= 0)
 
 
@@ -126,6 +125,6 @@ def test_cli_batches_of_one_shape_are_all_written(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runtime, "measure_peak_rss", lambda fn: (fn(), PEAK))
     monkeypatch.setattr(runtime, "available_memory_bytes", avail)
-    monkeypatch.setattr(reconstruct, "_reusable_heap_bytes", lambda: 2 * PEAK)
+    monkeypatch.setattr(runtime, "reusable_heap_bytes", lambda: 2 * PEAK)
     assert _run(tmp_path, ckpt, "out", "--batch-size", "2") == 0
     assert len(list((tmp_path / "out").glob("*.h5"))) == 4

@@ -114,6 +114,8 @@ class DemoConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        from .data.simulate import MIN_SIM_SIZE
+
         # Messages name the ``cinerecon demo`` flags (the CLI is the usual way in).
         if self.subjects < 2:
             raise ConfigError(f"--subjects must be >= 2 (one held out for testing), got {self.subjects}")
@@ -121,8 +123,8 @@ class DemoConfig:
                             ("--chans", self.chans), ("--cascades", self.cascades)):
             if value < 1:
                 raise ConfigError(f"{flag} must be >= 1, got {value}")
-        if len(self.size) != 2 or min(self.size) < 8:
-            raise ConfigError(f"--size must be two integers H W, both >= 8, got {' '.join(map(str, self.size))}")
+        if len(self.size) != 2 or min(self.size) < MIN_SIM_SIZE:
+            raise ConfigError(f"--size must be two integers H W, both >= {MIN_SIM_SIZE}, got {' '.join(map(str, self.size))}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
         if not (math.isfinite(self.train_minutes) and self.train_minutes > 0):

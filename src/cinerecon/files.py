@@ -91,6 +91,15 @@ def atomic_output(path: str | Path, overwrite: bool = False, fsync: bool = False
         tmp.unlink(missing_ok=True)
 
 
+def atomic_write_text(path: str | Path, text: str, fsync: bool = False) -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_output` (replaces an existing file; mode from
+    the umask; ``fsync`` as there)."""
+    path = Path(path)
+    with atomic_output(path, overwrite=True, fsync=fsync) as tmp:
+        tmp.write_text(text)
+    return path
+
+
 def safe_name(text: object, fallback: str = "unnamed") -> str:
     """``text`` reduced to one safe file-name component.
 

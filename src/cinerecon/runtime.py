@@ -45,6 +45,11 @@ _GLIBC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHO
 _tuned: str | None = None
 
 
+def _libc() -> ctypes.CDLL:
+    """The C library (glibc on Linux); OSError where it cannot be loaded."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def tune_cpu_allocator() -> str:
     """Keep freed memory in glibc's heap for reuse (see the module docstring); idempotent.
 
@@ -62,8 +67,7 @@ def tune_cpu_allocator() -> str:
         _tuned = f"glibc malloc as set by {', '.join(given)}"
         return _tuned
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         _tuned = "system allocator (no glibc mallopt here)"
         return _tuned
@@ -163,6 +167,22 @@ def available_memory_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def reusable_heap_bytes() -> int | None:
+    """Free bytes glibc's heap holds for reuse (``mallinfo2().fordblks``, all arenas); None where
+    unavailable (glibc < 2.33, musl, macOS). MemAvailable does not count them."""
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                    "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    try:
+        fn = _libc().mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [], MallInfo2
+    return int(fn().fordblks)
 
 
 def measure_peak_rss(fn):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..demo import DEFAULT_REAL_SERIES, SHIPPED_CHECKPOINT, DemoConfig, DemoResult, run_demo
 from . import check_device
-from .simulate import _check_memory
+from .simulate import check_memory
 
 _D = DemoConfig()
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device != "auto":
         check_device(args.device)
     if cfg.real_series is None:  # the demo simulates: refuse sizes that cannot fit before writing anything
-        _check_memory(cfg.frames, cfg.coils, list(cfg.size))
+        check_memory(cfg.frames, cfg.coils, list(cfg.size))
     res = run_demo(cfg, log=lambda msg: print(msg, flush=True))
     print(res.table)
     print(report(res))

@@ -62,24 +62,6 @@ def input_files(path: Path, exclude: Path | None = None) -> list[Path]:
     return files
 
 
-def _reusable_heap_bytes() -> int | None:
-    """Free bytes glibc's heap holds for reuse (``mallinfo2().fordblks``, all arenas); None where
-    unavailable (glibc < 2.33, musl, macOS). MemAvailable does not count them."""
-    import ctypes
-    import ctypes.util
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                    "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes, fn.restype = [], MallInfo2
-    return int(fn().fordblks)
-
-
 @dataclass
 class Reconstructor:
     """A reconstruction method bound to its parameters.
@@ -118,7 +100,7 @@ class Reconstructor:
         passed here. Where the heap cannot be read, only the first batch of each shape is checked.
         Returns the outputs already computed (the measured slice, or nothing).
         """
-        from ..runtime import available_memory_bytes, measure_peak_rss
+        from ..runtime import available_memory_bytes, measure_peak_rss, reusable_heap_bytes
 
         key, n, done = tuple(samples[0].kspace.shape), len(samples), []
         if key not in self.slice_peak_bytes:
@@ -128,7 +110,7 @@ class Reconstructor:
         peak, passed = self.slice_peak_bytes[key], self.fit_checked.get(key, 0)
         if n <= passed:  # this shape already passed with at least as many slices
             return done
-        heap = _reusable_heap_bytes() if self.fit_checked_bytes else 0
+        heap = reusable_heap_bytes() if self.fit_checked_bytes else 0
         if passed and heap is None:  # heap unknown: the first batch of each shape was the check
             return done
         avail = available_memory_bytes()

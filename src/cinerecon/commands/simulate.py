@@ -6,12 +6,11 @@ import argparse
 import math
 from pathlib import Path
 
-from ..data.simulate import VIEWS, SimConfig, simulate_dataset
+from ..data.simulate import MIN_SIM_SIZE, VIEWS, SimConfig, simulate_dataset
 from ..errors import ConfigError
 
 _DEFAULTS = SimConfig()
 _ACCELS = (4, 8, 10, 24)
-_MIN_SIZE = 8  # SimConfig's smallest H and W
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -47,7 +46,7 @@ def slice_bytes(frames: int, coils: int, size: tuple[int, int] | list[int]) -> i
     return (3 * coils + 8) * frames * h * w * 8
 
 
-def _check_memory(frames: int, coils: int, size: list[int]) -> None:
+def check_memory(frames: int, coils: int, size: list[int]) -> None:
     """Refuse sizes whose simulation cannot fit in the available memory, before allocating."""
     from ..runtime import available_memory_bytes
 
@@ -71,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--accels must be positive integers, got {args.accels}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
-    _check_memory(args.frames, args.coils, args.size)
-    if min(args.size) < _MIN_SIZE:
-        raise ConfigError(f"--size must be at least {_MIN_SIZE} {_MIN_SIZE}, got {args.size[0]} {args.size[1]}")
+    check_memory(args.frames, args.coils, args.size)
+    if min(args.size) < MIN_SIM_SIZE:
+        raise ConfigError(f"--size must be at least {MIN_SIM_SIZE} {MIN_SIM_SIZE}, got {args.size[0]} {args.size[1]}")
     if args.acs is not None and not 0 <= args.acs <= args.size[1]:
         raise ConfigError(f"--acs must be in [0, W] = [0, {args.size[1]}] for --size {args.size[0]} {args.size[1]}, "
                           f"got {args.acs}")

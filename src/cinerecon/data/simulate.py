@@ -47,6 +47,8 @@ LABELS = ("background", "body", "fat", "muscle", "lung", "liver", "bone", "vesse
 #: Label values that move with the heart (chambers, myocardium, pericardial fat).
 HEART_LABELS = tuple(LABELS.index(n) for n in
                      ("pericardial_fat", "lv_blood", "lv_myo", "rv_blood", "rv_myo", "atria"))
+#: Smallest H and W the simulator accepts.
+MIN_SIM_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ class SimConfig:
         if self.frames < 1 or self.coils < 1:
             raise ConfigError(f"SimConfig needs frames >= 1 and coils >= 1, got frames={self.frames}, "
                               f"coils={self.coils}")
-        if len(self.size) != 2 or min(self.size) < 8:
-            raise ConfigError(f"SimConfig.size must be (H, W) with both >= 8, got {self.size}")
+        if len(self.size) != 2 or min(self.size) < MIN_SIM_SIZE:
+            raise ConfigError(f"SimConfig.size must be (H, W) with both >= {MIN_SIM_SIZE}, got {self.size}")
         if not self.detail >= 0:
             raise ConfigError(f"SimConfig.detail must be >= 0, got {self.detail}")
 

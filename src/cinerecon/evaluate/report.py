@@ -357,19 +357,10 @@ def timing_rows(timings: Sequence[TimingResult]) -> list[TimingRow]:
     return [TimingRow(t.method, t.parameters, t.median_s, len(t.times_s), t.device) for t in timings]
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically (:func:`cinerecon.files.atomic_output`: a temporary file beside
-    ``path`` renamed over it when complete, mode from the umask); replaces an existing ``path``."""
-    path = Path(path)
-    with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(text)
-    return path
-
-
 def write_csv(path: str | Path, rows: Sequence[object], row_type: type | None = None) -> Path:
     """Write dataclass rows to CSV; the header comes from the fields of ``row_type`` (or of the rows).
 
-    Written atomically like :func:`write_text` (replaces an existing ``path``).
+    Written atomically like :func:`cinerecon.files.atomic_write_text` (replaces an existing ``path``).
     """
     path = Path(path)
     kind = row_type if row_type is not None else (type(rows[0]) if rows else None)

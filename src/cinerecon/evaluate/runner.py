@@ -31,7 +31,7 @@ import torch
 
 from ..data.transforms import mask_key
 from ..errors import ConfigError, DataError, OutputExistsError
-from ..files import check_writable, inside, safe_name
+from ..files import atomic_write_text, check_writable, inside, safe_name
 from ..operators import SenseOp
 from .dists import try_load_dists
 from .dynamic import DEFAULT_PERCENTILE, region_metrics
@@ -55,7 +55,6 @@ from .report import (
     table2_markdown,
     timing_rows,
     write_csv,
-    write_text,
 )
 from .stats import DEFAULT_ALPHA, SignificanceResult, min_pairs
 from .timing import TimingConfig, TimingResult, time_call
@@ -382,12 +381,12 @@ def _write_reports(res: EvaluationResult, options: EvaluationOptions, overwrite:
     note = "" if res.dists else "\nDISTS not computed (no weights configured; see cinerecon.evaluate.dists).\n"
     note += "".join(f"\nNote: {n}.\n" for n in res.notes)
     # every file atomically (temporary file + rename, umask honoured); clashes were checked by _prepare_out
-    write_text(out / "table1.md", res.table1_markdown + note)
-    write_text(out / "stats.md", stats_markdown(res.significance))
+    atomic_write_text(out / "table1.md", res.table1_markdown + note)
+    atomic_write_text(out / "stats.md", stats_markdown(res.significance))
     dyn_note = ("Under the cmrxrecon protocol the dynamic regions use the paper protocol on the whole series "
                 "of the scored slices (one row per slice).\n\n" if res.unit == "volumes" else "")
-    write_text(out / "dynamic.md", dyn_note + dynamic_markdown(res.dynamic_summary, options.percentile))
-    write_text(out / "table2.md", table2_markdown(res.timings))
+    atomic_write_text(out / "dynamic.md", dyn_note + dynamic_markdown(res.dynamic_summary, options.percentile))
+    atomic_write_text(out / "table2.md", table2_markdown(res.timings))
     res.written += [out / n for n in ("table1.md", "stats.md", "dynamic.md", "table2.md")]
     res.written += [
         write_csv(out / "table1.csv", res.summary, SummaryRow),

@@ -132,11 +132,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return _atomic_write(path, "wb", lambda f: torch.save(obj, f))
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically (temporary file in the same directory + rename)."""
-    return _atomic_write(path, "w", lambda f: f.write(text))
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
                     scheduler: Any, epoch: int, cfg: TrainConfig | dict, step: int = 0,
                     best: float | None = None, rng: bool = True,

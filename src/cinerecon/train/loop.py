@@ -43,10 +43,10 @@ from tqdm import tqdm
 
 from ..data.sample import CineBatch
 from ..errors import ConfigError, DataError
+from ..files import atomic_write_text
 from ..operators import SenseOp
 from ..runtime import configure_cuda
-from .checkpoints import (atomic_write_text, load_model, prepare_run_dir, read_checkpoint, save_checkpoint,
-                          unwrap)
+from .checkpoints import load_model, prepare_run_dir, read_checkpoint, save_checkpoint, unwrap
 from .config import ModelConfig, TrainConfig, dump_yaml
 from .data import build_datasets, train_loader, val_loader
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, resolve_device, wrap_model
@@ -264,7 +264,7 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if info.is_main:
         if cfg.overwrite and not cfg.resume:
             _clear_previous_outputs(run)
-        atomic_write_text(run / "config.yaml", dump_yaml(cfg))
+        atomic_write_text(run / "config.yaml", dump_yaml(cfg), fsync=True)
     _announce(cfg, model, train_set, val_set, loader, device, info, step_s, budget)
     n_steps = len(loader)
     ddp_model = wrap_model(model, info, device)
@@ -562,7 +562,7 @@ def _set_epochs(cfg: TrainConfig, epochs: int, scheduler: Any, steps_per_epoch: 
     scheduler.lr_lambdas = [warmup_cosine(o.lr, o.min_lr, o.warmup_epochs, cfg.epochs, steps_per_epoch)
                             for _ in scheduler.lr_lambdas]
     if info.is_main:
-        atomic_write_text(run / "config.yaml", dump_yaml(cfg))
+        atomic_write_text(run / "config.yaml", dump_yaml(cfg), fsync=True)
     return cfg
 
 
