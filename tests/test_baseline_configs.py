@@ -203,6 +203,15 @@ def test_promptmr_lightning_checkpoint_loads_through_the_cli(tmp_path):
     msg = str(e.value)
     assert str(bad) in msg and repr(key[len("promptmr."):]) in msg
     assert str(want) in msg and str((want[0] + 1, *want[1:])) in msg
+    # a tensor whose shape the widths are read from, damaged to 0-dim or 1-dim: one clear error
+    for dims in ((), (3,)):
+        sd2 = dict(sd)
+        key0 = next(k for k in sd2 if k.startswith("promptmr.cascades.0.") and sd2[k].dim() == 4)
+        sd2[key0] = torch.zeros(dims)
+        torch.save({"state_dict": sd2}, bad)
+        with pytest.raises(DataError) as e:
+            load_model(bad)
+        assert str(bad) in str(e.value)
 
 
 def test_unknown_weights_refused_naming_the_file_and_every_layout(tmp_path):

@@ -92,3 +92,12 @@ def test_bad_attribute_one_line_nonzero_exit_nothing_written(tmp_path, capsys, a
     assert "Traceback" not in err
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()], "an output was written"
     assert _digest(tmp_path / "data") == before, "the input changed"
+
+
+def test_text_attributes_written_as_one_element_arrays_are_read(tmp_path):
+    """MATLAB and some h5py users store a string attribute as a 1-element array: read, not refused."""
+    from cinerecon.data.h5 import read_h5
+
+    src = _slice(tmp_path / "s.h5", {"name": np.array([b"slice_a"]), "view": np.array(["sax"], dtype=object)})
+    meta = read_h5(src).meta
+    assert (meta.name, meta.view) == ("slice_a", "sax")

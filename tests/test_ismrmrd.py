@@ -20,11 +20,13 @@ from cinerecon.errors import DataError  # noqa: E402
 
 
 def header_xml(enc_x: int, rec_x: int, lines: int, frames: int, centre: int | None = None,
-               fov=(320.0, 240.0), traj=xsd.trajectoryType.CARTESIAN, tr: float | None = None) -> str:
+               fov=(320.0, 240.0), traj=xsd.trajectoryType.CARTESIAN, tr: float | None = None,
+               enc_fov_y: float | None = None) -> str:
     centre = lines // 2 if centre is None else centre
+    enc_fov_y = fov[1] if enc_fov_y is None else enc_fov_y
     enc = xsd.encodingType(
         encodedSpace=xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=enc_x, y=lines, z=1),
-                                           fieldOfView_mm=xsd.fieldOfViewMm(x=fov[0] * enc_x / rec_x, y=fov[1], z=8)),
+                                           fieldOfView_mm=xsd.fieldOfViewMm(x=fov[0] * enc_x / rec_x, y=enc_fov_y, z=8)),
         reconSpace=xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=rec_x, y=lines, z=1),
                                          fieldOfView_mm=xsd.fieldOfViewMm(x=fov[0], y=fov[1], z=8)),
         encodingLimits=xsd.encodingLimitsType(
@@ -222,3 +224,19 @@ def test_two_slices_exported_to_nifti_overlay_at_scanner_positions(tmp_path):
         centres.append(nib.affines.apply_affine(img.affine, [h // 2, w // 2, 0]))
     # the second slice sits one slice thickness further along the slice normal, overlaying in world space
     np.testing.assert_allclose(centres[1] - centres[0], lps_to_ras @ (8.0 * normal), atol=1e-3)
+
+
+def test_skewed_directions_refused_and_zero_phase_fov_gives_no_spacing(tmp_path):
+    """Geometry the prepared file's reader would refuse is refused at the ISMRMRD file, by name."""
+    c, t, h, w = 2, 2, 8, 6
+    ks = [rand_k(c, t, h, w)]
+    skew = {0: ((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.6, 0.8, 0.0), (0.0, 0.0, 1.0))}
+    raw = write_file(tmp_path / "skew.h5", ks, geometry=skew)
+    with pytest.raises(DataError) as e:
+        read_ismrmrd(raw, IsmrmrdConfig())
+    assert str(raw) in str(e.value) and "read_dir" in str(e.value) and "phase_dir" in str(e.value)
+    flat = write_file(tmp_path / "flat.h5", ks, enc_fov_y=0.0)  # recon FOV set, encoded phase FOV 0
+    (sl,) = read_ismrmrd(flat, IsmrmrdConfig())
+    assert sl.pixel_spacing is None  # rather than (40 mm, 0 mm), which no reader accepts
+    (ok,) = read_ismrmrd(write_file(tmp_path / "ok.h5", ks), IsmrmrdConfig())
+    assert ok.pixel_spacing == pytest.approx((40.0, 40.0))

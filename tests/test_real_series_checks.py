@@ -124,3 +124,14 @@ def test_shared_real_series_pass_the_checks():
     for f in files:
         frames = load_series(f)
         assert frames.ndim == 3 and min(frames.shape[1:]) >= MIN_REAL_SIDE and frames.min() >= 0
+
+
+@pytest.mark.parametrize("times", [np.array([0.0, np.nan, 80.0]), np.array([0.0, 80.0, 40.0]),
+                                   np.array([0.0, np.inf, 80.0]), np.array(["0", "40", "80"])])
+def test_bad_trigger_times_are_refused(tmp_path, times):
+    """Trigger times that would land in a prepared file as frame times must be finite and ordered."""
+    path = tmp_path / "times_sax.npz"
+    np.savez(path, frames=_blob(3).astype(np.uint16), trigger_time_ms=times)
+    with pytest.raises(DataError) as e:
+        load_real_cine_npz(path)
+    _one_line(e, path, "key 'trigger_time_ms'", "(3,)")

@@ -167,7 +167,11 @@ def _attr_bool(value: object, where: str) -> bool:
 
 
 def _attr_text(value: object, where: str) -> str:
-    """A text attribute (str, or bytes holding UTF-8); DataError naming ``where`` otherwise."""
+    """A text attribute (str, or bytes holding UTF-8, alone or as a 1-element array); DataError naming ``where`` otherwise."""
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "OSU":
+        value = value.reshape(-1)[0]  # h5py reads text written as a 1-element array (e.g. by MATLAB) this way
+    if isinstance(value, np.bytes_):
+        value = bytes(value)
     if isinstance(value, bytes):
         try:
             return value.decode()

@@ -139,7 +139,7 @@ def _geometry(path: Path, xml: bytes | str, encoding: int) -> _Geometry:
     frames = int(lim.phase.maximum) + 1 if lim.phase is not None else None
     spacing = None
     fov, mat = rs.fieldOfView_mm, rs.matrixSize
-    if fov.x > 0 and fov.y > 0 and mat.x > 0 and mat.y > 0:
+    if fov.x > 0 and fov.y > 0 and mat.x > 0 and mat.y > 0 and (es.fieldOfView_mm.y or 0) > 0:
         spacing = (float(fov.x) / int(mat.x), float(es.fieldOfView_mm.y) / max(int(es.matrixSize.y), 1))
     thickness = float(es.fieldOfView_mm.z) if es.fieldOfView_mm.z and es.fieldOfView_mm.z > 0 else None
     seq = getattr(hdr, "sequenceParameters", None)
@@ -310,7 +310,7 @@ def _assemble_slice(path: Path, data: h5py.Dataset, geo: _Geometry, sc: _Scan, z
     if spacing is not None and geo.fov_phase > 0:  # W may have grown around the centre line: same FOV, W pixels
         spacing = (spacing[0], geo.fov_phase / sc.width)
     times = None if geo.tr_ms is None else tuple(t * geo.tr_ms for t in range(sc.frames))
-    return IsmrmrdSlice(k.to(torch.complex64), mask, z, spacing, path, _slice_geometry(sc.head[mine], geo),
+    return IsmrmrdSlice(k.to(torch.complex64), mask, z, spacing, path, _slice_geometry(sc.head[mine], geo, path),
                         times)
 
 
@@ -319,12 +319,25 @@ def _unit(v: np.ndarray) -> tuple[float, float, float] | None:
     return None if not np.isfinite(n) or n < 1e-6 else tuple(float(x) / n for x in v)
 
 
-def _slice_geometry(head: np.ndarray, geo: _Geometry) -> SliceGeometry | None:
-    """Position and directions of a slice from its acquisitions' headers (mean position); None when absent."""
+def _slice_geometry(head: np.ndarray, geo: _Geometry, path: Path) -> SliceGeometry | None:
+    """Position and directions of a slice from its acquisitions' headers (mean position).
+
+    Returns None when the headers carry no geometry (zero or non-finite vectors).
+
+    Raises:
+        DataError: directions that are not at right angles (the file named), which no reader of
+            the prepared file would accept.
+    """
     pos = np.asarray(head["position"], dtype=np.float64).mean(axis=0)
-    dirs = [_unit(np.asarray(head[k][0], dtype=np.float64)) for k in ("read_dir", "phase_dir", "slice_dir")]
+    names = ("read_dir", "phase_dir", "slice_dir")
+    dirs = [_unit(np.asarray(head[k][0], dtype=np.float64)) for k in names]
     if any(d is None for d in dirs) or not np.isfinite(pos).all():
         return None
+    for i in range(3):
+        for j in range(i):
+            if abs(float(np.dot(dirs[i], dirs[j]))) > 0.01:
+                raise DataError(f"{path}: acquisition headers {names[j]} {tuple(np.round(head[names[j]][0], 4))} and "
+                                f"{names[i]} {tuple(np.round(head[names[i]][0], 4))} are not at right angles")
     return SliceGeometry(tuple(float(x) for x in pos), dirs[0], dirs[1], dirs[2], geo.thickness)
 
 

@@ -711,6 +711,11 @@ def load_real_cine_npz(path: str | Path) -> tuple[np.ndarray, dict]:
     times = extra.get("trigger_time_ms")
     if times is not None and times.shape != (t,):
         raise DataError(f"{path}: key 'trigger_time_ms' must have shape ({t},), got {times.shape}")
+    if times is not None and (not np.issubdtype(times.dtype, np.number) or np.iscomplexobj(times)
+                              or not np.isfinite(times.astype(np.float64)).all()
+                              or (np.diff(times.astype(np.float64)) < 0).any()):
+        raise DataError(f"{path}: key 'trigger_time_ms' {times.shape} must be finite real numbers that never "
+                        f"decrease (one trigger time per frame), got {np.array2string(times, threshold=8)}")
     spacing = extra.get("pixel_spacing_mm")
     if spacing is not None and spacing.shape != (2,):
         raise DataError(f"{path}: key 'pixel_spacing_mm' must have shape (2,), got {spacing.shape}")
