@@ -109,3 +109,43 @@ def test_grappa_and_lplus_s_on_simulated_cine():
     g, ls = grappa(ku, mask, maps), lplus_s(ku, mask, maps)
     assert nmse(g, target) < 0.8 * nmse(zf, target) and psnr(g, target) > psnr(zf, target) + 2.0
     assert nmse(ls, target) < 0.4 * nmse(zf, target) and psnr(ls, target) > psnr(zf, target) + 4.0
+
+
+@pytest.mark.parametrize("accel", [4, 8])
+def test_lplus_s_on_time_varying_masks_without_acs_beats_view_sharing(phantom, accel):
+    """k-t masks without ACS: the view-shared start and the uncalibrated threshold.
+
+    Measured (seed 1): R = 4 38.6 dB (view sharing 30.3, the paper's zero-filled start with
+    lam_l = 0.03 19.3); R = 8 27.9 (26.8, 14.0). The real-anatomy numbers are in the module
+    docstring.
+    """
+    from cinerecon.classical.view_sharing import view_sharing
+
+    k, maps, target = phantom
+    mask = make_mask(MaskSpec("time_varying", accel=accel, acs=0), frames=k.shape[2], width=k.shape[-1], seed=1)[None]
+    ku = k * mask
+    vs = psnr(view_sharing(ku, mask, maps), target)
+    rec = lplus_s(ku, mask, maps)
+    paper = lplus_s(ku, mask, maps, lam_l=LplusSParams.lam_l, start="zero_filled")
+    assert psnr(rec, target) > vs + 0.5
+    assert psnr(rec, target) > psnr(paper, target) + 10.0
+    # the static calibrated case is the paper's iteration exactly (view sharing = A^H d there)
+    mask_s = make_mask(MaskSpec("equispaced_acs", accel=4, acs=8), frames=k.shape[2], width=k.shape[-1], seed=1)[None]
+    torch.testing.assert_close(lplus_s(k * mask_s, mask_s, maps),
+                               lplus_s(k * mask_s, mask_s, maps, lam_l=LplusSParams.lam_l, start="zero_filled"))
+
+
+@pytest.mark.parametrize("spec", [MaskSpec("equispaced_acs", 8, 24), MaskSpec("equispaced_acs", 4, 3),
+                                  MaskSpec("time_varying", 8, 0), MaskSpec("time_varying_acs", 8, 16),
+                                  MaskSpec("uniform", 4, 0), MaskSpec("equispaced_acs", 10, 4)])
+def test_calibrated_agrees_with_acs_lines(spec):
+    from cinerecon.classical.lowrank_sparse import MIN_CALIBRATION_LINES, calibrated
+    from cinerecon.masks import acs_lines
+
+    masks = [make_mask(spec, frames=6, width=w, seed=s) for w, s in ((64, 0), (64, 1))]
+    mask = torch.stack(masks)  # (B, 1, T, 1, W)
+    got = calibrated(mask, (2, 3, 6, 5, 64))
+    want = [acs_lines(m) >= MIN_CALIBRATION_LINES for m in masks]
+    assert got.tolist() == want
+    shared = calibrated(masks[0][None], (3, 3, 6, 5, 64))  # one mask for the whole batch
+    assert shared.tolist() == [want[0]] * 3

@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ..classical.cg_sense import cg_sense
+from ..classical.lowrank_sparse import MIN_CALIBRATION_LINES
 from ..classical.view_sharing import share_views, view_sharing
 from ..operators import SenseOp, hard_dc, soft_dc
 
@@ -31,7 +32,7 @@ Config = TypeVar("Config")
 #: Choices of the first cascade's input image (see :class:`Unrolled`).
 INITIAL_IMAGES = ("zero_filled", "view_sharing", "cg_sense", "lplus_s")
 #: Fewest central lines sampled in every frame for ``initial="lplus_s"`` to run L+S (else CG-SENSE).
-LPLUS_S_MIN_ACS = 4
+LPLUS_S_MIN_ACS = MIN_CALIBRATION_LINES
 #: What a cascade updates (see :class:`Unrolled`).
 UPDATES = ("image", "kspace")
 
@@ -138,7 +139,7 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
     ``lplus_s_where_calibrated``, L+S for the items whose mask has a calibration block of at
     least :data:`LPLUS_S_MIN_ACS` lines (and the series has at least 2 frames).
     """
-    from ..classical.lowrank_sparse import lplus_s
+    from ..classical.lowrank_sparse import LplusSParams, lplus_s
     from ..masks import acs_lines
 
     b = kspace.shape[0]
@@ -160,7 +161,11 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
     if not any(use_lplus_s):
         return sense(kspace, mask, maps)
     out = None
-    for method, wanted in ((lplus_s, True), (sense, False)):
+    def paper_lplus_s(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        # the computation the shipped weights were trained with: the paper's start A^H d and one threshold
+        return lplus_s(k, m, s, lam_l=LplusSParams.lam_l, start="zero_filled")
+
+    for method, wanted in ((paper_lplus_s, True), (sense, False)):
         items = [i for i, u in enumerate(use_lplus_s) if u == wanted]
         if not items:
             continue
