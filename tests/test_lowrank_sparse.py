@@ -149,3 +149,5 @@ def test_calibrated_agrees_with_acs_lines(spec):
     assert got.tolist() == want
     shared = calibrated(masks[0][None], (3, 3, 6, 5, 64))  # one mask for the whole batch
     assert shared.tolist() == [want[0]] * 3
+    low_rank = calibrated(masks[1][0], (2, 3, 6, 5, 64))  # (T, 1, W): no batch or coil axis
+    assert low_rank.tolist() == [want[1]] * 2

@@ -110,8 +110,8 @@ def calibrated(mask: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch
         row) has at least :data:`MIN_CALIBRATION_LINES` lines. No value is read to the host.
     """
     b, w = shape[0], shape[-1]
-    m = torch.broadcast_to(mask, (b,) + tuple(mask.shape[1:])) if mask.shape[0] == 1 else mask
-    every = m.reshape(b, -1, m.shape[-1]).amin(dim=1) > 0  # (B, W') sampled in every frame and row
+    m = mask.reshape((1,) * (len(shape) - mask.dim()) + tuple(mask.shape))  # any broadcastable rank
+    every = m.amin(dim=tuple(range(1, len(shape) - 1))) > 0  # (B or 1, W or 1): in every coil, frame, row
     every = torch.broadcast_to(every, (b, w)).to(torch.int64)
     c = w // 2
     right = torch.cumprod(every[:, c:], dim=1).sum(dim=1)
