@@ -176,6 +176,22 @@ def test_lplus_s_initial_image_only_where_the_mask_is_calibrated():
     torch.testing.assert_close(start[1:], cg_sense(k[1:], mask[1:], maps, prior=view_sharing(k[1:], mask[1:], maps)))
 
 
+def test_lplus_s_initial_image_keeps_the_computation_the_weights_were_trained_with():
+    """On a time-varying mask with ACS the model's L+S start is the paper's (A^H d, one threshold),
+    not the classical default (view-shared start), which differs there."""
+    from cinerecon.classical.lowrank_sparse import LplusSParams, lplus_s
+    from cinerecon.models.unrolled import Unrolled
+
+    img, maps = _phantom(coils=4, frames=6, h=24, w=20)
+    mask = make_mask(MaskSpec("time_varying_acs", 4, 6), 6, 20, seed=0)[None]
+    op = SenseOp(maps, mask)
+    k = op.forward(img)
+    start = Unrolled([], initial="lplus_s").initial_image(k, op)
+    paper = lplus_s(k, mask, maps, lam_l=LplusSParams.lam_l, start="zero_filled")
+    assert torch.equal(start, paper)
+    assert (start - lplus_s(k, mask, maps)).abs().max() > 1e-3 * paper.abs().max()
+
+
 @pytest.mark.parametrize("initial", ["cg_sense", "lplus_s"])
 def test_initial_image_takes_a_shared_4d_mask_for_a_batch(initial):
     """A mask as ``make_mask`` returns it ((1, 1, 1, W), broadcast to every item) works at B = 2

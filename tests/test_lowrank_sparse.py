@@ -151,3 +151,15 @@ def test_calibrated_agrees_with_acs_lines(spec):
     assert shared.tolist() == [want[0]] * 3
     low_rank = calibrated(masks[1][0], (2, 3, 6, 5, 64))  # (T, 1, W): no batch or coil axis
     assert low_rank.tolist() == [want[1]] * 2
+
+
+def test_lplus_s_threshold_arguments_checked(phantom):
+    k, maps, _ = phantom
+    mask = make_mask(MaskSpec("equispaced_acs", accel=4, acs=8), frames=k.shape[2], width=k.shape[-1], seed=1)[None]
+    for kw in ({"lam_l": torch.tensor([0.03])}, {"lam_l_uncalibrated": -1.0}, {"lam_l": "0.03"}, {"start": "cg"}):
+        with pytest.raises(ConfigError):
+            lplus_s(k * mask, mask, maps, iters=1, **kw)
+    with pytest.raises(ConfigError):
+        lplus_s_decompose(k * mask, mask, maps, lam_l=torch.zeros(3), iters=1)  # not one per item
+    # the per-item default is 0.03 exactly where calibrated: bit-identical to passing it
+    assert torch.equal(lplus_s(k * mask, mask, maps, iters=3), lplus_s(k * mask, mask, maps, lam_l=0.03, iters=3))

@@ -22,7 +22,8 @@ maps satisfy sum_c |S_c|^2 <= 1 and the FFT is orthonormal.
 Both thresholds are relative, so the defaults need no scaling of the data: the singular
 values are shrunk by ``lam_l`` times the largest singular value of the current Casorati
 matrix (as in the paper's code), and the x-f coefficients by ``lam_s`` times the largest
-|F_t A^H d| of the zero-filled estimate.
+|F_t M_0| of the first estimate (the zero-filled A^H d in the paper; the view-shared image by
+default in :func:`lplus_s`, which is the same for static masks).
 
 Two choices of ours for k-t masks (lines that change from frame to frame), where the
 zero-filled start and a single threshold fail on real anatomy: :func:`lplus_s` starts from
@@ -68,14 +69,15 @@ class LplusSParams:
     Attributes:
         lam_l: singular value threshold relative to the largest singular value of the
             Casorati matrix (pixels x frames) in each iteration; default 0.03.
-        lam_s: temporal-Fourier soft threshold relative to max |F_t A^H d| (the temporal DC
-            of the brightest pixel, so small values are already strong); default 1e-3.
+        lam_s: temporal-Fourier soft threshold relative to max |F_t M_0| of the first estimate
+            (the temporal DC of the brightest pixel, so small values are already strong);
+            default 1e-3.
         iters: maximum number of iterations; default 50 (the paper's value).
         tol: stop when ||M_k - M_{k-1}|| / ||M_{k-1}|| < tol, per batch item; default 1e-4.
         lam_l_uncalibrated: ``lam_l`` for masks without a calibration block of at least
             :data:`MIN_CALIBRATION_LINES` central lines sampled in every frame (k-t masks
-            without ACS), used by :func:`lplus_s` when no ``lam_l`` is given; default 1e-3
-            (see the module docstring for the measurements).
+            without ACS), the default of :func:`lplus_s`'s ``lam_l_uncalibrated``; 1e-3 (see
+            the module docstring for the measurements).
     """
 
     lam_l: float = 0.03
@@ -196,10 +198,11 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
         depend on the other items. The loop ends early once all items have stopped on the CPU
         only; elsewhere it runs ``iters`` times without reading values to the host (same result).
     """
-    if torch.is_tensor(lam_l):  # one per item (its values are not read: no host sync on a device)
-        if lam_l.dim() != 1 or lam_l.shape[0] != kspace.shape[0]:
-            raise ConfigError(f"lplus_s: lam_l must be a number or one per batch item ({kspace.shape[0]}), "
-                              f"got shape {tuple(lam_l.shape)}")
+    if torch.is_tensor(lam_l):  # one per item; its values are not read (no host sync on a device), so
+        # they are not checked: lplus_s builds them from checked numbers
+        if lam_l.dim() != 1 or lam_l.shape[0] != kspace.shape[0] or lam_l.is_complex() or not lam_l.is_floating_point():
+            raise ConfigError(f"lplus_s: lam_l must be a number or a real (B,) = ({kspace.shape[0]},) tensor, "
+                              f"got shape {tuple(lam_l.shape)} {lam_l.dtype}")
         p = LplusSParams(LplusSParams.lam_l, float(lam_s), int(iters), float(tol))
     else:
         p = LplusSParams(float(lam_l), float(lam_s), int(iters), float(tol))
@@ -245,21 +248,24 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
 def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
             lam_l: float | None = None, lam_s: float = LplusSParams.lam_s,
             iters: int = LplusSParams.iters, tol: float = LplusSParams.tol,
-            start: str = "view_sharing") -> torch.Tensor:
+            start: str = "view_sharing",
+            lam_l_uncalibrated: float = LplusSParams.lam_l_uncalibrated) -> torch.Tensor:
     """L+S reconstruction (Otazo et al. 2015), batched over B.
 
     Args:
         kspace: (B, C, T, H, W) complex64, zero where not sampled.
         mask: real {0, 1} broadcastable to ``kspace`` (static or time-varying).
         maps: (B, C, 1, H, W) complex64 coil sensitivities (sum_c |S_c|^2 <= 1).
-        lam_l: singular value threshold relative to the largest singular value; None (default)
-            means 0.03 for items whose mask has a calibration block (:func:`calibrated`) and
-            ``LplusSParams.lam_l_uncalibrated`` (1e-3) for the others.
-        lam_s: x-f soft threshold relative to max |F_t A^H d|; default 1e-3.
+        lam_l: singular value threshold relative to the largest singular value, for every
+            item; None (default) means 0.03 for items whose mask has a calibration block
+            (:func:`calibrated`) and ``lam_l_uncalibrated`` for the others.
+        lam_s: x-f soft threshold relative to max |F_t M_0| of the first estimate; default 1e-3.
         iters: maximum iterations; default 50.
         tol: relative-change stopping tolerance per batch item; default 1e-4.
         start: ``"view_sharing"`` (default; equals the paper's A^H d for static masks) or
             ``"zero_filled"`` (A^H d for every mask, the paper's start).
+        lam_l_uncalibrated: the threshold of uncalibrated items when ``lam_l`` is None;
+            default 1e-3.
 
     Returns:
         (B, T, H, W) complex image L + S on the scale of ``SenseOp(maps).reduce(full_kspace)``.
@@ -268,12 +274,18 @@ def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
 
     if start not in ("view_sharing", "zero_filled"):
         raise ConfigError(f"lplus_s: start must be 'view_sharing' or 'zero_filled', got {start!r}")
+    for name, v in (("lam_l", lam_l), ("lam_l_uncalibrated", lam_l_uncalibrated)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ConfigError(f"lplus_s: {name} must be a number, got {type(v).__name__} {v!r}"[:200])
+    p = LplusSParams(lam_l=LplusSParams.lam_l if lam_l is None else float(lam_l), lam_s=float(lam_s),
+                     iters=int(iters), tol=float(tol), lam_l_uncalibrated=float(lam_l_uncalibrated))
     _check(kspace, mask, maps)
     if lam_l is None:
         cal = calibrated(mask, kspace.shape)
-        lam = torch.where(cal, LplusSParams.lam_l, LplusSParams.lam_l_uncalibrated).to(torch.float64)
+        pair = torch.tensor([p.lam_l_uncalibrated, p.lam_l], dtype=torch.float64, device=cal.device)
+        lam = pair[cal.long()]  # float64 exactly: 0.03 where calibrated
     else:
-        lam = float(lam_l)
+        lam = p.lam_l
     first = view_sharing(kspace, mask, maps) if start == "view_sharing" else None
     res = lplus_s_decompose(kspace, mask, maps, lam_l=lam, lam_s=lam_s, iters=iters, tol=tol, start=first)
     return res.low_rank + res.sparse

@@ -336,8 +336,9 @@ def _slice_geometry(head: np.ndarray, geo: _Geometry, path: Path) -> SliceGeomet
     for i in range(3):
         for j in range(i):
             if abs(float(np.dot(dirs[i], dirs[j]))) > 0.01:
-                raise DataError(f"{path}: acquisition headers {names[j]} {tuple(np.round(head[names[j]][0], 4))} and "
-                                f"{names[i]} {tuple(np.round(head[names[i]][0], 4))} are not at right angles")
+                shown_j, shown_i = (tuple(round(float(x), 4) for x in head[n][0]) for n in (names[j], names[i]))
+                raise DataError(f"{path}: acquisition headers {names[j]} {shown_j} and {names[i]} {shown_i} "
+                                "are not at right angles")
     return SliceGeometry(tuple(float(x) for x in pos), dirs[0], dirs[1], dirs[2], geo.thickness)
 
 

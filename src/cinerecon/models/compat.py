@@ -516,8 +516,9 @@ def load_authors_checkpoint(path_or_sd: str | Path | Mapping[str, Any], trusted:
             model = build_model(kind, **{**infer(sd), **overrides})
     except (DataError, ConfigError) as e:
         raise type(e)(f"{source}: {LAYOUT_NAMES[kind]} weights: {e}") from None
-    except (IndexError, KeyError, TypeError, ValueError, RuntimeError) as e:  # a tensor of the wrong rank
+    except (IndexError, KeyError, TypeError, ValueError) as e:  # a tensor of the wrong rank
+        why = " ".join(str(e).split())
         raise DataError(f"{source}: {LAYOUT_NAMES[kind]} weights are damaged: the layer widths cannot be "
-                        f"read from their shapes ({type(e).__name__}: {e})") from None
+                        f"read from their shapes ({type(e).__name__}: {why})") from None
     load_authors_state_dict(model, sd, source)
     return model.eval()

@@ -24,7 +24,6 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ..classical.cg_sense import cg_sense
-from ..classical.lowrank_sparse import MIN_CALIBRATION_LINES
 from ..classical.view_sharing import share_views, view_sharing
 from ..operators import SenseOp, hard_dc, soft_dc
 
@@ -32,7 +31,7 @@ Config = TypeVar("Config")
 #: Choices of the first cascade's input image (see :class:`Unrolled`).
 INITIAL_IMAGES = ("zero_filled", "view_sharing", "cg_sense", "lplus_s")
 #: Fewest central lines sampled in every frame for ``initial="lplus_s"`` to run L+S (else CG-SENSE).
-LPLUS_S_MIN_ACS = MIN_CALIBRATION_LINES
+LPLUS_S_MIN_ACS = 4  # part of what the shipped weights were trained with: not tied to the classical constant
 #: What a cascade updates (see :class:`Unrolled`).
 UPDATES = ("image", "kspace")
 
@@ -196,10 +195,11 @@ class Unrolled(nn.Module):
             with :class:`~cinerecon.classical.cg_sense.CGSenseParams` defaults, pulled towards
             and started from the view-shared image; the network then refines a SENSE
             solution instead of undoing aliasing that SENSE alone removes) or ``"lplus_s"``
-            (ours: L+S with :class:`~cinerecon.classical.lowrank_sparse.LplusSParams` defaults for
-            each sample whose mask has a calibration block of at least
-            :data:`LPLUS_S_MIN_ACS` lines, the ``"cg_sense"`` start for the others, e.g.
-            time-varying masks without ACS, where L+S is worse than view sharing).
+            (ours: L+S as the paper computes it, from A^H d with lam_l = 0.03, for each sample
+            whose mask has a calibration block of at least :data:`LPLUS_S_MIN_ACS` lines, the
+            ``"cg_sense"`` start for the others, e.g. time-varying masks without ACS; this is
+            what the shipped weights were trained with, so it does not follow later changes
+            of the classical :func:`~cinerecon.classical.lowrank_sparse.lplus_s` defaults).
         normalise: standardise each cascade's input per sample (:func:`normalise`) and undo
             it on the denoiser's output; ``False`` feeds the raw image (CRNN-MRI's original).
         update: ``"image"`` (x <- dc(denoiser(x))) or ``"kspace"``: the state is the coil
