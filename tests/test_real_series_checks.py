@@ -134,4 +134,4 @@ def test_bad_trigger_times_are_refused(tmp_path, times):
     np.savez(path, frames=_blob(3).astype(np.uint16), trigger_time_ms=times)
     with pytest.raises(DataError) as e:
         load_real_cine_npz(path)
-    _one_line(e, path, "key 'trigger_time_ms'", "(3,)")
+    _one_line(e, path, "key 'trigger_time_ms'", "(3,)", "never decrease")
