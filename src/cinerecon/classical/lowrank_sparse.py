@@ -203,9 +203,11 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
         if lam_l.dim() != 1 or lam_l.shape[0] != kspace.shape[0] or lam_l.is_complex() or not lam_l.is_floating_point():
             raise ConfigError(f"lplus_s: lam_l must be a number or a real (B,) = ({kspace.shape[0]},) tensor, "
                               f"got shape {tuple(lam_l.shape)} {lam_l.dtype}")
-        p = LplusSParams(LplusSParams.lam_l, float(lam_s), int(iters), float(tol))
+        p = LplusSParams(lam_s=float(lam_s), iters=int(iters), tol=float(tol))
+        svt_lam: float | torch.Tensor = lam_l
     else:
         p = LplusSParams(float(lam_l), float(lam_s), int(iters), float(tol))
+        svt_lam = p.lam_l
     _check(kspace, mask, maps)
     mask = mask.to(kspace.real.dtype)
     op = SenseOp(maps, mask)
@@ -225,7 +227,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
     done = torch.zeros(b, dtype=torch.long, device=m.device)
     early = may_stop_early(m)
     for _ in range(p.iters):
-        new_low = singular_value_threshold(m - sparse, lam_l if torch.is_tensor(lam_l) else p.lam_l)
+        new_low = singular_value_threshold(m - sparse, svt_lam)
         new_sparse = ifft1c(soft_threshold(fft1c(m - low, dim=1), thr_s), dim=1)
         x = new_low + new_sparse
         new_m = x - op.adjoint(op.forward(x) - d)

@@ -157,13 +157,13 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
     def sense(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return cg_sense(k, m, s, prior=view_sharing(k, m, s))
 
-    if not any(use_lplus_s):
-        return sense(kspace, mask, maps)
-    out = None
     def paper_lplus_s(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         # the computation the shipped weights were trained with: the paper's start A^H d and one threshold
         return lplus_s(k, m, s, lam_l=LplusSParams.lam_l, start="zero_filled")
 
+    if not any(use_lplus_s):
+        return sense(kspace, mask, maps)
+    out = None
     for method, wanted in ((paper_lplus_s, True), (sense, False)):
         items = [i for i, u in enumerate(use_lplus_s) if u == wanted]
         if not items:
