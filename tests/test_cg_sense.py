@@ -192,7 +192,33 @@ def test_lplus_s_initial_image_keeps_the_computation_the_weights_were_trained_wi
     assert (start - lplus_s(k, mask, maps)).abs().max() > 1e-3 * paper.abs().max()
 
 
-@pytest.mark.parametrize("initial", ["cg_sense", "lplus_s"])
+def test_kt_lplus_s_initial_image_runs_l_plus_s_on_masks_without_calibration():
+    """``initial="lplus_s_kt"``: the paper's L+S where calibrated (as ``"lplus_s"``), L+S from the
+    view-shared image with the pinned k-t threshold elsewhere (not CG-SENSE)."""
+    from cinerecon.classical.lowrank_sparse import lplus_s
+    from cinerecon.classical.view_sharing import view_sharing
+    from cinerecon.models.unrolled import LPLUS_S_KT_LAM_L, Unrolled
+
+    img, maps = _phantom(coils=4, frames=4, h=24, w=20)
+    acs = make_mask(MaskSpec("equispaced_acs", 4, 6), 4, 20, seed=0)
+    tv = make_mask(MaskSpec("time_varying", 4, 0), 4, 20, seed=0)
+    mask = torch.stack([acs.expand(1, 4, 1, 20), tv])
+    maps2 = maps.expand(2, *maps.shape[1:])
+    op = SenseOp(maps2, mask)
+    k = op.forward(img.expand(2, *img.shape[1:]))
+    start = Unrolled([], initial="lplus_s_kt").initial_image(k, op)
+    torch.testing.assert_close(start[:1], Unrolled([], initial="lplus_s").initial_image(k, op)[:1])
+    kt = lplus_s(k[1:], mask[1:], maps, lam_l=LPLUS_S_KT_LAM_L, start="view_sharing")
+    torch.testing.assert_close(start[1:], kt)
+    sense = cg_sense(k[1:], mask[1:], maps, prior=view_sharing(k[1:], mask[1:], maps))
+    assert (kt - sense).abs().max() > 1e-3 * kt.abs().max()  # the two starts do differ here
+    # one frame: no L+S at all, the CG-SENSE start as for "lplus_s"
+    one = Unrolled([], initial="lplus_s_kt").initial_image(k[1:, :, :1], SenseOp(maps, mask[1:, :, :1]))
+    torch.testing.assert_close(one, cg_sense(k[1:, :, :1], mask[1:, :, :1], maps,
+                                             prior=view_sharing(k[1:, :, :1], mask[1:, :, :1], maps)))
+
+
+@pytest.mark.parametrize("initial", ["cg_sense", "lplus_s", "lplus_s_kt"])
 def test_initial_image_takes_a_shared_4d_mask_for_a_batch(initial):
     """A mask as ``make_mask`` returns it ((1, 1, 1, W), broadcast to every item) works at B = 2
     and gives each item the image it gets alone."""

@@ -106,7 +106,7 @@ def test_lplus_s_device_path_equals_early_stopping_and_reads_nothing():
     torch.testing.assert_close(out.sparse, ref.sparse, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("initial", ["cg_sense", "lplus_s"])
+@pytest.mark.parametrize("initial", ["cg_sense", "lplus_s", "lplus_s_kt"])
 def test_crunet_step_with_iterative_initial_image_reads_no_device_values(initial):
     """A CRUNet-MR forward + backward reads nothing to the host on the device path, same result."""
     k, mask, maps = measured_problem(b=2, t=3, h=16, w=16, seed=1)

@@ -60,8 +60,8 @@ class CRUNetConfig:
         temporal_padding: "circular" or "zero" padding of the temporal convolutions.
         iteration_recurrence: the ih2ih recurrence across cascades ("CRNN-TI" ablation off).
         checkpoint_cascades: activation checkpointing per cascade (training memory).
-        initial_image: first cascade's input, "zero_filled" (paper), "view_sharing" or "cg_sense" (ours)
-            (for time-varying masks without ACS; see :class:`~cinerecon.models.unrolled.Unrolled`).
+        initial_image: first cascade's input, "zero_filled" (paper), "view_sharing", "cg_sense",
+            "lplus_s" or "lplus_s_kt" (ours; see :class:`~cinerecon.models.unrolled.Unrolled`).
     """
 
     chans: int = 64

@@ -29,9 +29,12 @@ from ..operators import SenseOp, hard_dc, soft_dc
 
 Config = TypeVar("Config")
 #: Choices of the first cascade's input image (see :class:`Unrolled`).
-INITIAL_IMAGES = ("zero_filled", "view_sharing", "cg_sense", "lplus_s")
+INITIAL_IMAGES = ("zero_filled", "view_sharing", "cg_sense", "lplus_s", "lplus_s_kt")
 #: Fewest central lines sampled in every frame for ``initial="lplus_s"`` to run L+S (else CG-SENSE).
 LPLUS_S_MIN_ACS = 4  # part of what the shipped weights were trained with: not tied to the classical constant
+#: ``initial="lplus_s_kt"``: the L+S threshold for items without a calibration block (k-t masks),
+#: started from the view-shared image; pinned here for the same reason.
+LPLUS_S_KT_LAM_L = 1e-3
 #: What a cascade updates (see :class:`Unrolled`).
 UPDATES = ("image", "kspace")
 
@@ -53,13 +56,19 @@ def normalise(x: torch.Tensor, eps: float = 0.0) -> tuple[torch.Tensor, NormStat
 
     Returns:
         The normalised image and its :class:`NormStats`. The mean is real and is
-        subtracted from both the real and imaginary parts.
+        subtracted from both the real and imaginary parts. A sample with std 0 normalises
+        to 0 and keeps std 0, so :func:`denormalise` maps any network output back to it.
     """
     b = x.shape[0]
     flat = torch.view_as_real(x).reshape(b, -1)
     mean = flat.mean(dim=1).view(b, 1, 1, 1)
     std = flat.std(dim=1).view(b, 1, 1, 1) + eps
-    xr = (torch.view_as_real(x) - mean[..., None]) / std[..., None]
+    # A constant sample (all-zero data, an all-zero mask or maps) has std 0: it is divided by 1
+    # instead (its normalised image is 0) and keeps std 0 in the stats, so that denormalise
+    # returns the constant, the limit of a * x as a -> 0 for this scale-equivariant wrapper,
+    # not NaN. Samples with std > 0 are computed as the authors do.
+    divisor = torch.where(std > 0, std, torch.ones_like(std))
+    xr = (torch.view_as_real(x) - mean[..., None]) / divisor[..., None]
     return torch.view_as_complex(xr.contiguous()), NormStats(mean, std)
 
 
@@ -131,12 +140,15 @@ class KSpaceSoftDC(nn.Module):
         return k - self.weight * (diff if op.mask is None else op.mask * diff)
 
 
-def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrated: bool) -> torch.Tensor:
-    """The ``"cg_sense"`` / ``"lplus_s"`` initial image (B, T, H, W), each item computed once.
+def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrated: bool,
+                      kt_lplus_s: bool = False) -> torch.Tensor:
+    """The ``"cg_sense"`` / ``"lplus_s"`` / ``"lplus_s_kt"`` initial image (B, T, H, W), each item computed once.
 
     CG-SENSE pulled towards the view-shared image for every item, except, when
     ``lplus_s_where_calibrated``, L+S for the items whose mask has a calibration block of at
-    least :data:`LPLUS_S_MIN_ACS` lines (and the series has at least 2 frames).
+    least :data:`LPLUS_S_MIN_ACS` lines (and the series has at least 2 frames); with
+    ``kt_lplus_s`` too, the other items (of at least 2 frames) get L+S started from the
+    view-shared image with the threshold :data:`LPLUS_S_KT_LAM_L` instead of CG-SENSE.
     """
     from ..classical.lowrank_sparse import LplusSParams, lplus_s
     from ..masks import acs_lines
@@ -161,10 +173,14 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
         # the computation the shipped weights were trained with: the paper's start A^H d and one threshold
         return lplus_s(k, m, s, lam_l=LplusSParams.lam_l, start="zero_filled")
 
+    def kt_lplus_s_(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return lplus_s(k, m, s, lam_l=LPLUS_S_KT_LAM_L, start="view_sharing")
+
+    other = kt_lplus_s_ if kt_lplus_s and lplus_s_where_calibrated else sense
     if not any(use_lplus_s):
-        return sense(kspace, mask, maps)
+        return other(kspace, mask, maps)
     out = None
-    for method, wanted in ((paper_lplus_s, True), (sense, False)):
+    for method, wanted in ((paper_lplus_s, True), (other, False)):
         items = [i for i, u in enumerate(use_lplus_s) if u == wanted]
         if not items:
             continue
@@ -199,7 +215,9 @@ class Unrolled(nn.Module):
             whose mask has a calibration block of at least :data:`LPLUS_S_MIN_ACS` lines, the
             ``"cg_sense"`` start for the others, e.g. time-varying masks without ACS; this is
             what the shipped weights were trained with, so it does not follow later changes
-            of the classical :func:`~cinerecon.classical.lowrank_sparse.lplus_s` defaults).
+            of the classical :func:`~cinerecon.classical.lowrank_sparse.lplus_s` defaults) or
+            ``"lplus_s_kt"`` (as ``"lplus_s"``, but the samples without a calibration block start
+            from L+S too: from the view-shared image, with lam_l = :data:`LPLUS_S_KT_LAM_L`).
         normalise: standardise each cascade's input per sample (:func:`normalise`) and undo
             it on the denoiser's output; ``False`` feeds the raw image (CRNN-MRI's original).
         update: ``"image"`` (x <- dc(denoiser(x))) or ``"kspace"``: the state is the coil
@@ -237,7 +255,8 @@ class Unrolled(nn.Module):
             return op.adjoint(kspace)
         if self.initial == "view_sharing":
             return op.reduce(share_views(kspace, op.mask))
-        return _sense_or_lplus_s(kspace, op, self.initial == "lplus_s")
+        return _sense_or_lplus_s(kspace, op, self.initial in ("lplus_s", "lplus_s_kt"),
+                                 kt_lplus_s=self.initial == "lplus_s_kt")
 
     def _cascade(self, i: int, z: torch.Tensor, state: Any, kspace: torch.Tensor,
                  op: SenseOp) -> tuple[torch.Tensor, Any]:
