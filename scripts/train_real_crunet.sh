@@ -4,7 +4,9 @@
 # 5 cascades, CG-SENSE initial image, items made on the fly from the real series under
 # ../shared/data with rat_sax_8fr held out, 20 % phantoms; 85 minutes on 2 CPU cores), then
 # configs/crunet_real_finetune.yaml (L+S initial image, 28 minutes), then configs/crunet_real_finetune2.yaml
-# (corrected coil phase and phantom, 35 minutes, seed 1). See src/cinerecon/assets/crunet_real.md.
+# (corrected coil phase and phantom, 35 minutes, seed 1), then the k-t specialist for masks without a
+# calibration block, configs/crunet_real_kt.yaml (45 minutes, 1 thread beside another run, seed 0),
+# merged into one checkpoint (uncalibrated_weights). See src/cinerecon/assets/crunet_real.md.
 # Usage: scripts/train_real_crunet.sh [RUN_DIR]   (runs in the foreground; use nohup ... & for the background)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,10 @@ OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crun
     --init "$out/best.pt" --out "${out}_ft" seed=0 2>&1 | tee "${out}_ft.log"
 OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune2.yaml \
     --init "${out}_ft/best.pt" --out "${out}_ft2" seed=1 2>&1 | tee "${out}_ft2.log"
-.venv/bin/python - "${out}_ft2/best.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
+OMP_NUM_THREADS=1 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_kt.yaml \
+    --init "${out}_ft2/best.pt" --out "${out}_kt" seed=0 --time-budget 45 2>&1 | tee "${out}_kt.log"
+.venv/bin/python -m cinerecon.train.uncalibrated_merge "${out}_ft2/best.pt" "${out}_kt/last.pt" "${out}_merged.pt"
+.venv/bin/python - "${out}_merged.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
 import sys
 import torch
 

@@ -62,6 +62,8 @@ class CRUNetConfig:
         checkpoint_cascades: activation checkpointing per cascade (training memory).
         initial_image: first cascade's input, "zero_filled" (paper), "view_sharing", "cg_sense",
             "lplus_s" or "lplus_s_kt" (ours; see :class:`~cinerecon.models.unrolled.Unrolled`).
+        uncalibrated_weights: a second set of cascade weights, used for the items whose mask
+            has no calibration block (k-t masks without ACS); ours, off in the paper.
     """
 
     chans: int = 64
@@ -72,6 +74,7 @@ class CRUNetConfig:
     iteration_recurrence: bool = True
     checkpoint_cascades: bool = False
     initial_image: str = "zero_filled"
+    uncalibrated_weights: bool = False
 
     def __post_init__(self) -> None:
         check_unet_config(self)
@@ -153,8 +156,9 @@ class CRUNet(ConfiguredUnrolled):
 
     def __init__(self, cfg: CRUNetConfig) -> None:
         super().__init__(cfg, CRUNetCascade, pad_multiple=8)
-        for unit in UNITS:  # built like the others (same random stream), then reduced
-            getattr(self.cascades[0], unit).cell.zero_iteration_state()
+        for cascades in [c for c in (self.cascades, self.uncalibrated_cascades) if c is not None]:
+            for unit in UNITS:  # built like the others (same random stream), then reduced
+                getattr(cascades[0], unit).cell.zero_iteration_state()
 
     def idle_weights(self) -> dict[str, torch.Size]:
         """Weights of the authors' layout that never act here: {our key: shape}.

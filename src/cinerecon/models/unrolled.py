@@ -140,6 +140,29 @@ class KSpaceSoftDC(nn.Module):
         return k - self.weight * (diff if op.mask is None else op.mask * diff)
 
 
+def _per_item(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` broadcastable to ``like`` (B, ...) with its own trailing axes, expanded to B items."""
+    t = t.reshape((1,) * (like.dim() - t.dim()) + tuple(t.shape))
+    return t.expand(like.shape[0], *t.shape[1:])
+
+
+def calibrated_items(mask: torch.Tensor, kspace: torch.Tensor) -> list[bool]:
+    """For each item of ``kspace`` (B, C, T, H, W): does its mask have a calibration block?
+
+    A block is at least :data:`LPLUS_S_MIN_ACS` contiguous central lines sampled in every
+    frame. The answer depends on the mask's values: one copy of the (small) mask to the host
+    per call, not one per item.
+
+    Args:
+        mask: real, broadcastable to ``kspace``.
+        kspace: (B, C, T, H, W).
+    """
+    from ..masks import acs_lines
+
+    mask_host = _per_item(mask, kspace).cpu()
+    return [acs_lines(mask_host[i]) >= LPLUS_S_MIN_ACS for i in range(kspace.shape[0])]
+
+
 def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrated: bool,
                       kt_lplus_s: bool = False) -> torch.Tensor:
     """The ``"cg_sense"`` / ``"lplus_s"`` / ``"lplus_s_kt"`` initial image (B, T, H, W), each item computed once.
@@ -151,20 +174,11 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
     view-shared image with the threshold :data:`LPLUS_S_KT_LAM_L` instead of CG-SENSE.
     """
     from ..classical.lowrank_sparse import LplusSParams, lplus_s
-    from ..masks import acs_lines
 
     b = kspace.shape[0]
-
-    def per_item(t: torch.Tensor) -> torch.Tensor:  # broadcastable (..., H, W) -> (B, ..., H, W)
-        t = t.reshape((1,) * (kspace.dim() - t.dim()) + tuple(t.shape))
-        return t.expand(b, *t.shape[1:])
-
-    mask, maps = per_item(op.mask), per_item(op.maps)
+    mask, maps = _per_item(op.mask, kspace), _per_item(op.maps, kspace)
     lplus_s_where_calibrated = lplus_s_where_calibrated and kspace.shape[2] >= 2  # L+S needs 2 frames
-    # The choice depends on the mask's values: one copy of the (small) mask to the host per
-    # call, not one per item.
-    mask_host = mask.cpu() if lplus_s_where_calibrated else None
-    use_lplus_s = [lplus_s_where_calibrated and acs_lines(mask_host[i]) >= LPLUS_S_MIN_ACS for i in range(b)]
+    use_lplus_s = calibrated_items(mask, kspace) if lplus_s_where_calibrated else [False] * b
 
     def sense(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return cg_sense(k, m, s, prior=view_sharing(k, m, s))
@@ -177,16 +191,25 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
         return lplus_s(k, m, s, lam_l=LPLUS_S_KT_LAM_L, start="view_sharing")
 
     other = kt_lplus_s_ if kt_lplus_s and lplus_s_where_calibrated else sense
-    if not any(use_lplus_s):
-        return other(kspace, mask, maps)
+    return _route(use_lplus_s, paper_lplus_s, other, kspace, mask, maps)
+
+
+def _route(choice: list[bool], if_true: Callable[..., torch.Tensor], if_false: Callable[..., torch.Tensor],
+           *tensors: torch.Tensor) -> torch.Tensor:
+    """``if_true`` on the items where ``choice`` holds, ``if_false`` on the others, in item order.
+
+    Each function is called once on its items (dimension 0 of every tensor), or on the
+    tensors as given when all items go to it.
+    """
+    if all(choice):
+        return if_true(*tensors)
+    if not any(choice):
+        return if_false(*tensors)
     out = None
-    for method, wanted in ((paper_lplus_s, True), (other, False)):
-        items = [i for i, u in enumerate(use_lplus_s) if u == wanted]
-        if not items:
-            continue
-        idx = torch.tensor(items, device=kspace.device)
-        rec = method(kspace[idx], mask[idx], maps[idx])
-        out = rec.new_zeros((b,) + rec.shape[1:]) if out is None else out
+    for fn, wanted in ((if_true, True), (if_false, False)):
+        idx = torch.tensor([i for i, c in enumerate(choice) if c == wanted], device=tensors[0].device)
+        rec = fn(*(t[idx] for t in tensors))
+        out = rec.new_zeros((len(choice),) + rec.shape[1:]) if out is None else out
         out = out.index_copy(0, idx, rec.to(out.dtype))
     return out
 
@@ -225,11 +248,16 @@ class Unrolled(nn.Module):
             ``k <- dc(k, k0, op) - F S y`` with y the (un-normalised) denoiser output on
             x = S^H F^-1 k; the denoiser then returns the regulariser term, not an image
             (E2E-VarNet, PromptMR). Only the zero-filled start applies.
+        uncalibrated: a second set of denoisers (one per cascade) for the items whose mask
+            has no calibration block (:func:`calibrated_items`: k-t masks without ACS), which
+            are then reconstructed with these instead of ``denoisers``; None (default): one
+            set for all items.
     """
 
     def __init__(self, denoisers: Sequence[nn.Module], pad_multiple: int = 8,
                  dc: nn.Module | Sequence[nn.Module] | None = None, checkpoint_cascades: bool = False,
-                 initial: str = "zero_filled", normalise: bool = True, update: str = "image") -> None:
+                 initial: str = "zero_filled", normalise: bool = True, update: str = "image",
+                 uncalibrated: Sequence[nn.Module] | None = None) -> None:
         super().__init__()
         if initial not in INITIAL_IMAGES:
             raise ConfigError(f"initial image must be one of {INITIAL_IMAGES}, got {initial!r}")
@@ -238,6 +266,9 @@ class Unrolled(nn.Module):
         if update == "kspace" and initial != "zero_filled":
             raise ConfigError(f"update='kspace' starts from the measured k-space; initial={initial!r} does not apply")
         self.cascades = nn.ModuleList(denoisers)
+        if uncalibrated is not None and len(uncalibrated) != len(self.cascades):
+            raise ConfigError(f"{len(uncalibrated)} uncalibrated denoisers for {len(self.cascades)} cascades")
+        self.uncalibrated_cascades = nn.ModuleList(uncalibrated) if uncalibrated is not None else None
         self.pad_multiple = pad_multiple
         if dc is not None and not isinstance(dc, nn.Module):
             dc = nn.ModuleList(dc)
@@ -259,13 +290,13 @@ class Unrolled(nn.Module):
                                  kt_lplus_s=self.initial == "lplus_s_kt")
 
     def _cascade(self, i: int, z: torch.Tensor, state: Any, kspace: torch.Tensor,
-                 op: SenseOp) -> tuple[torch.Tensor, Any]:
+                 op: SenseOp, cascades: nn.ModuleList) -> tuple[torch.Tensor, Any]:
         x = op.reduce(z) if self.update == "kspace" else z
         stats = None
         if self.normalise:
             x, stats = normalise(x)
         xp, pad = pad_to_multiple(x, self.pad_multiple)
-        y, state = self.cascades[i](xp, state)
+        y, state = cascades[i](xp, state)
         y = unpad(y, pad)
         if stats is not None:
             y = denormalise(y, stats)
@@ -274,20 +305,26 @@ class Unrolled(nn.Module):
             return dc(z, kspace, op) - op.expand(y), state
         return dc(y, kspace, op), state
 
-    def unroll(self, kspace: torch.Tensor, op: SenseOp) -> torch.Tensor:
+    def unroll(self, kspace: torch.Tensor, op: SenseOp, cascades: nn.ModuleList | None = None) -> torch.Tensor:
         """Run every cascade on masked k-space (B, C, T, H, W) with the operator ``op``.
+
+        Args:
+            kspace: (B, C, T, H, W) masked k-space.
+            op: the SENSE operator of these items.
+            cascades: the denoisers to use; None means ``self.cascades``.
 
         Returns:
             The final image (B, T, H, W) with ``update="image"``, the final coil k-space
             (B, C, T, H, W) with ``update="kspace"``.
         """
         z = kspace if self.update == "kspace" else self.initial_image(kspace, op)
+        cascades = self.cascades if cascades is None else cascades
         state = None
-        for i in range(len(self.cascades)):
+        for i in range(len(cascades)):
             if self.checkpoint_cascades and torch.is_grad_enabled():
-                z, state = checkpoint(self._cascade, i, z, state, kspace, op, use_reentrant=False)
+                z, state = checkpoint(self._cascade, i, z, state, kspace, op, cascades, use_reentrant=False)
             else:
-                z, state = self._cascade(i, z, state, kspace, op)
+                z, state = self._cascade(i, z, state, kspace, op, cascades)
         return z
 
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
@@ -302,7 +339,14 @@ class Unrolled(nn.Module):
             (B, T, H, W) complex image (coil-combined S^H F^-1 k with ``update="kspace"``).
         """
         op = SenseOp(sens_maps, mask.to(kspace.real.dtype))
-        out = self.unroll(kspace * op.mask, op)
+        k0 = kspace * op.mask
+        if self.uncalibrated_cascades is None:
+            out = self.unroll(k0, op)
+        else:  # each item with the denoisers of its kind of mask
+            out = _route(calibrated_items(op.mask, k0),
+                         lambda k, m, s: self.unroll(k, SenseOp(s, m)),
+                         lambda k, m, s: self.unroll(k, SenseOp(s, m), self.uncalibrated_cascades),
+                         k0, _per_item(op.mask, k0), _per_item(op.maps, k0))
         return op.reduce(out) if self.update == "kspace" else out
 
 
@@ -331,8 +375,10 @@ class ConfiguredUnrolled(Unrolled):
     """
 
     def __init__(self, cfg: Any, cascade: Callable[[Any], nn.Module], pad_multiple: int = 8) -> None:
+        second = getattr(cfg, "uncalibrated_weights", False)  # a field of the configs that offer it
         super().__init__([cascade(cfg) for _ in range(cfg.cascades)], pad_multiple=pad_multiple,
-                         checkpoint_cascades=cfg.checkpoint_cascades, initial=cfg.initial_image)
+                         checkpoint_cascades=cfg.checkpoint_cascades, initial=cfg.initial_image,
+                         uncalibrated=[cascade(cfg) for _ in range(cfg.cascades)] if second else None)
         self.config = cfg
 
     def config_dict(self) -> dict:

@@ -90,7 +90,10 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Mod
     if not info.enabled:
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    # A model with a second weight set for masks without calibration (uncalibrated_weights)
+    # leaves one set without gradients in any step whose items all have one kind of mask.
+    two_sets = getattr(model, "uncalibrated_cascades", None) is not None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=two_sets)
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
