@@ -8,7 +8,7 @@ trained ones.
 import pytest
 import torch
 
-from cinerecon.errors import ConfigError, DataError
+from cinerecon.errors import ConfigError, DataError, OutputExistsError
 from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.models import build_model
 from cinerecon.train.checkpoints import load_model, save_checkpoint
@@ -87,8 +87,44 @@ def test_merge_writes_a_checkpoint_that_loads_and_routes(tmp_path):
         kt_alone = kt(k[1:], mask[1:], maps[1:])
     torch.testing.assert_close(out_b[:1], main_alone, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out_b[1:], kt_alone, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ConfigError, match="exists"):
+    with pytest.raises(OutputExistsError):
         merge_uncalibrated(tmp_path / "main.pt", tmp_path / "kt.pt", out)
+    # `cinerecon train --init` rebuilds the model from the stored training config
+    from cinerecon.train.checkpoints import read_checkpoint
+    assert read_checkpoint(out).config["model"]["kwargs"] == read_checkpoint(out).model_kwargs
+
+
+def test_two_set_model_has_no_authors_layout():
+    from cinerecon.models.compat import to_authors_state_dict
+
+    _, _, both = _pair(0, 1)
+    with pytest.raises(ConfigError, match="second weight set"):
+        to_authors_state_dict(both)
+
+
+def test_route_keeps_item_order_whichever_kind_comes_first():
+    main, kt, both = _pair(0, 1)
+    k, mask, maps = _batch()
+    k, mask, maps = k.flip(0), mask.flip(0), maps.flip(0)  # the k-t item first
+    with torch.no_grad():
+        out = both(k, mask, maps)
+        torch.testing.assert_close(out[:1], kt(k[:1], mask[:1], maps[:1]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out[1:], main(k[1:], mask[1:], maps[1:]), rtol=1e-5, atol=1e-6)
+
+
+def test_two_sets_with_activation_checkpointing_give_the_same_gradients():
+    _, _, both = _pair(0, 1)
+    k, mask, maps = _batch()
+    grads = []
+    for ckpt in (False, True):
+        both.zero_grad()
+        both.checkpoint_cascades = ckpt
+        both.train()
+        both(k, mask, maps).abs().square().sum().backward()
+        grads.append([p.grad.clone() for p in both.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) == len(list(both.parameters()))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_merge_refuses_models_that_do_not_pair(tmp_path):
@@ -102,3 +138,12 @@ def test_merge_refuses_models_that_do_not_pair(tmp_path):
     with pytest.raises(DataError, match="calibrated items would not start"):
         merge_uncalibrated(tmp_path / "cg.pt", tmp_path / "main.pt", tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_single_frame_items_use_the_main_weights():
+    """One frame has no L+S start (the k-t weights' start): such items stay with the main weights."""
+    main, _, both = _pair(0, 1)
+    k, mask, maps = _batch()
+    k1, m1 = k[1:, :, :1], mask[1:, :, :1]
+    with torch.no_grad():
+        torch.testing.assert_close(both(k1, m1, maps[1:]), main(k1, m1, maps[1:]), rtol=1e-5, atol=1e-6)

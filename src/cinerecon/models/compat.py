@@ -435,12 +435,15 @@ def to_authors_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     a zero state), are written as zeros so that the authors' code loads the file.
 
     Raises:
-        ConfigError: for models without an authors' layout, or a CRNN with unshared weights
-            (the authors' file holds one copy).
+        ConfigError: for models without an authors' layout, a CRNN with unshared weights
+            (the authors' file holds one copy), or a model with a second weight set.
     """
     layout = _authors_layout_of(model)
     if layout is None:
         raise ConfigError(f"{type(model).__name__} has no authors' layout")
+    if getattr(model, "uncalibrated_cascades", None) is not None:
+        raise ConfigError(f"{type(model).__name__} holds a second weight set for masks without calibration "
+                          "(uncalibrated_weights=True); the authors' layout has one set")
     out: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         fk = layout.to_file(k)

@@ -249,9 +249,9 @@ class Unrolled(nn.Module):
             x = S^H F^-1 k; the denoiser then returns the regulariser term, not an image
             (E2E-VarNet, PromptMR). Only the zero-filled start applies.
         uncalibrated: a second set of denoisers (one per cascade) for the items whose mask
-            has no calibration block (:func:`calibrated_items`: k-t masks without ACS), which
-            are then reconstructed with these instead of ``denoisers``; None (default): one
-            set for all items.
+            has no calibration block (:func:`calibrated_items`: k-t masks without ACS) in series
+            of at least 2 frames, which are then reconstructed with these instead of
+            ``denoisers``; None (default): one set for all items.
     """
 
     def __init__(self, denoisers: Sequence[nn.Module], pad_multiple: int = 8,
@@ -342,8 +342,9 @@ class Unrolled(nn.Module):
         k0 = kspace * op.mask
         if self.uncalibrated_cascades is None:
             out = self.unroll(k0, op)
-        else:  # each item with the denoisers of its kind of mask
-            out = _route(calibrated_items(op.mask, k0),
+        else:  # each item with the denoisers of its kind of mask; single frames (no L+S start) with the main ones
+            main = calibrated_items(op.mask, k0) if k0.shape[2] >= 2 else [True] * k0.shape[0]
+            out = _route(main,
                          lambda k, m, s: self.unroll(k, SenseOp(s, m)),
                          lambda k, m, s: self.unroll(k, SenseOp(s, m), self.uncalibrated_cascades),
                          k0, _per_item(op.mask, k0), _per_item(op.maps, k0))

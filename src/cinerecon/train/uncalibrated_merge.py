@@ -13,8 +13,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import CineReconError, ConfigError, DataError
-from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint
+import torch
+
+from ..errors import CineReconError, DataError
+from ..files import atomic_output, check_writable
+from .checkpoints import Checkpoint, build_from_checkpoint, read_checkpoint
 
 PREFIX, SECOND = "cascades.", "uncalibrated_cascades."
 
@@ -24,9 +27,10 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
 
     The result has ``main``'s kwargs with ``uncalibrated_weights=True`` and ``kt``'s initial
     image, which must give calibrated items the start ``main`` was trained with (equal
-    initial images, or ``"lplus_s"`` and ``"lplus_s_kt"``), ``main``'s training config, and no
-    optimiser, scheduler or RNG states. The model is built and loaded (strict) before anything
-    is written.
+    initial images, or ``"lplus_s"`` and ``"lplus_s_kt"``); ``main``'s training config with
+    those kwargs as its model (so that ``cinerecon train --init OUT`` rebuilds this model), and
+    no optimiser, scheduler or RNG states. The model is built and loaded (strict) before
+    anything is written.
 
     Args:
         main: our checkpoint whose weights serve the calibrated items.
@@ -36,11 +40,12 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
     Raises:
         DataError: unreadable checkpoints, or two models that differ in name or kwargs (other
             than the initial image), or that already hold a second set.
-        ConfigError: ``out`` exists and ``overwrite`` is False.
+        OutputExistsError: ``out`` exists and ``overwrite`` is False (checked first).
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} exists; not overwritten (pass overwrite=True / --overwrite)")
+    check_writable([out], overwrite)
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; give the checkpoint file to write")
     a, b = read_checkpoint(main), read_checkpoint(kt)
     for path, ck in ((main, a), (kt, b)):
         if ck.model_kwargs.get("uncalibrated_weights"):
@@ -57,10 +62,14 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
               "initial_image": b.model_kwargs.get("initial_image", a.model_kwargs.get("initial_image"))}
     state = dict(a.state_dict)
     state.update({SECOND + k[len(PREFIX):]: v for k, v in b.state_dict.items() if k.startswith(PREFIX)})
-    merged = Checkpoint(model_name=a.model_name, model_kwargs=kwargs, state_dict=state, config=a.config,
+    config = dict(a.config)
+    config["model"] = {**dict(config.get("model") or {}), "name": a.model_name, "kwargs": kwargs}
+    merged = Checkpoint(model_name=a.model_name, model_kwargs=kwargs, state_dict=state, config=config,
                         epoch=a.epoch, step=a.step)
     build_from_checkpoint(merged, f"{main} + {kt}")  # fits (strict) before anything is written
-    return atomic_torch_save(merged.to_dict(), out)
+    with atomic_output(out, overwrite=overwrite, fsync=True) as tmp:
+        torch.save(merged.to_dict(), tmp)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         print(f"wrote {merge_uncalibrated(*args, overwrite=overwrite)}")
-    except CineReconError as e:
+    except (CineReconError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
