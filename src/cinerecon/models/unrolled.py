@@ -164,7 +164,7 @@ def calibrated_items(mask: torch.Tensor, kspace: torch.Tensor) -> list[bool]:
 
 
 def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrated: bool,
-                      kt_lplus_s: bool = False) -> torch.Tensor:
+                      kt_lplus_s: bool = False, calibrated: list[bool] | None = None) -> torch.Tensor:
     """The ``"cg_sense"`` / ``"lplus_s"`` / ``"lplus_s_kt"`` initial image (B, T, H, W), each item computed once.
 
     CG-SENSE pulled towards the view-shared image for every item, except, when
@@ -172,13 +172,17 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
     least :data:`LPLUS_S_MIN_ACS` lines (and the series has at least 2 frames); with
     ``kt_lplus_s`` too, the other items (of at least 2 frames) get L+S started from the
     view-shared image with the threshold :data:`LPLUS_S_KT_LAM_L` instead of CG-SENSE.
+    ``calibrated``: :func:`calibrated_items` of these items when the caller has it already.
     """
     from ..classical.lowrank_sparse import LplusSParams, lplus_s
 
     b = kspace.shape[0]
     mask, maps = _per_item(op.mask, kspace), _per_item(op.maps, kspace)
     lplus_s_where_calibrated = lplus_s_where_calibrated and kspace.shape[2] >= 2  # L+S needs 2 frames
-    use_lplus_s = calibrated_items(mask, kspace) if lplus_s_where_calibrated else [False] * b
+    if not lplus_s_where_calibrated:
+        use_lplus_s = [False] * b
+    else:
+        use_lplus_s = calibrated if calibrated is not None else calibrated_items(mask, kspace)
 
     def sense(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return cg_sense(k, m, s, prior=view_sharing(k, m, s))
@@ -280,14 +284,17 @@ class Unrolled(nn.Module):
         self.normalise = normalise
         self.update = update
 
-    def initial_image(self, kspace: torch.Tensor, op: SenseOp) -> torch.Tensor:
-        """The first cascade's input (B, T, H, W) from the masked k-space (B, C, T, H, W)."""
+    def initial_image(self, kspace: torch.Tensor, op: SenseOp, calibrated: list[bool] | None = None) -> torch.Tensor:
+        """The first cascade's input (B, T, H, W) from the masked k-space (B, C, T, H, W).
+
+        ``calibrated``: :func:`calibrated_items` of these items when known (not read again).
+        """
         if self.initial == "zero_filled":
             return op.adjoint(kspace)
         if self.initial == "view_sharing":
             return op.reduce(share_views(kspace, op.mask))
         return _sense_or_lplus_s(kspace, op, self.initial in ("lplus_s", "lplus_s_kt"),
-                                 kt_lplus_s=self.initial == "lplus_s_kt")
+                                 kt_lplus_s=self.initial == "lplus_s_kt", calibrated=calibrated)
 
     def _cascade(self, i: int, z: torch.Tensor, state: Any, kspace: torch.Tensor,
                  op: SenseOp, cascades: nn.ModuleList) -> tuple[torch.Tensor, Any]:
@@ -305,19 +312,21 @@ class Unrolled(nn.Module):
             return dc(z, kspace, op) - op.expand(y), state
         return dc(y, kspace, op), state
 
-    def unroll(self, kspace: torch.Tensor, op: SenseOp, cascades: nn.ModuleList | None = None) -> torch.Tensor:
+    def unroll(self, kspace: torch.Tensor, op: SenseOp, cascades: nn.ModuleList | None = None,
+               calibrated: list[bool] | None = None) -> torch.Tensor:
         """Run every cascade on masked k-space (B, C, T, H, W) with the operator ``op``.
 
         Args:
             kspace: (B, C, T, H, W) masked k-space.
             op: the SENSE operator of these items.
             cascades: the denoisers to use; None means ``self.cascades``.
+            calibrated: :func:`calibrated_items` of these items when the caller has it already.
 
         Returns:
             The final image (B, T, H, W) with ``update="image"``, the final coil k-space
             (B, C, T, H, W) with ``update="kspace"``.
         """
-        z = kspace if self.update == "kspace" else self.initial_image(kspace, op)
+        z = kspace if self.update == "kspace" else self.initial_image(kspace, op, calibrated)
         cascades = self.cascades if cascades is None else cascades
         state = None
         for i in range(len(cascades)):
@@ -343,10 +352,13 @@ class Unrolled(nn.Module):
         if self.uncalibrated_cascades is None:
             out = self.unroll(k0, op)
         else:  # each item with the denoisers of its kind of mask; single frames (no L+S start) with the main ones
+            # the one host read of the mask: each group's initial image reuses the answer
             main = calibrated_items(op.mask, k0) if k0.shape[2] >= 2 else [True] * k0.shape[0]
             out = _route(main,
-                         lambda k, m, s: self.unroll(k, SenseOp(s, m)),
-                         lambda k, m, s: self.unroll(k, SenseOp(s, m), self.uncalibrated_cascades),
+                         lambda k, m, s: self.unroll(k, SenseOp(s, m),
+                                                     calibrated=[True] * k.shape[0] if k.shape[2] >= 2 else None),
+                         lambda k, m, s: self.unroll(k, SenseOp(s, m), self.uncalibrated_cascades,
+                                                     calibrated=[False] * k.shape[0]),
                          k0, _per_item(op.mask, k0), _per_item(op.maps, k0))
         return op.reduce(out) if self.update == "kspace" else out
 

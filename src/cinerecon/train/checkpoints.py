@@ -113,23 +113,24 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
 
 
-def _atomic_write(path: str | Path, mode: str, write: Callable[[IO], Any]) -> Path:
+def _atomic_write(path: str | Path, mode: str, write: Callable[[IO], Any], overwrite: bool = True) -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync, then rename it to ``path``.
 
     Goes through :func:`cinerecon.files.atomic_output`: the file gets the umask's mode, a
     crash or an exception during the write leaves any previous file at ``path`` intact, and
-    an exception leaves no temporary file behind.
+    an exception leaves no temporary file behind. ``overwrite=False`` refuses an existing
+    ``path`` (OutputExistsError).
     """
     path = Path(path)
-    with atomic_output(path, overwrite=True, fsync=True) as tmp:
+    with atomic_output(path, overwrite=overwrite, fsync=True) as tmp:
         with open(tmp, mode) as f:
             write(f)
     return path
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+def atomic_torch_save(obj: Any, path: str | Path, overwrite: bool = True) -> Path:
     """``torch.save`` to a temporary file in the same directory, fsync, then rename (see :func:`_atomic_write`)."""
-    return _atomic_write(path, "wb", lambda f: torch.save(obj, f))
+    return _atomic_write(path, "wb", lambda f: torch.save(obj, f), overwrite)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,

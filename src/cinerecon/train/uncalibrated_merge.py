@@ -13,11 +13,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 from ..errors import CineReconError, DataError
-from ..files import atomic_output, check_writable
-from .checkpoints import Checkpoint, build_from_checkpoint, read_checkpoint
+from ..files import check_writable
+from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint
 
 PREFIX, SECOND = "cascades.", "uncalibrated_cascades."
 
@@ -58,8 +56,7 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
     if ia != ib and {ia, ib} != {"lplus_s", "lplus_s_kt"}:
         raise DataError(f"{main} (initial image {ia!r}) and {kt} ({ib!r}): calibrated items would not start "
                         "from the image the main weights were trained with")
-    kwargs = {**a.model_kwargs, "uncalibrated_weights": True,
-              "initial_image": b.model_kwargs.get("initial_image", a.model_kwargs.get("initial_image"))}
+    kwargs = {**a.model_kwargs, "uncalibrated_weights": True, "initial_image": ib if ib is not None else ia}
     state = dict(a.state_dict)
     state.update({SECOND + k[len(PREFIX):]: v for k, v in b.state_dict.items() if k.startswith(PREFIX)})
     config = dict(a.config)
@@ -67,9 +64,7 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
     merged = Checkpoint(model_name=a.model_name, model_kwargs=kwargs, state_dict=state, config=config,
                         epoch=a.epoch, step=a.step)
     build_from_checkpoint(merged, f"{main} + {kt}")  # fits (strict) before anything is written
-    with atomic_output(out, overwrite=overwrite, fsync=True) as tmp:
-        torch.save(merged.to_dict(), tmp)
-    return out
+    return atomic_torch_save(merged.to_dict(), out, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
