@@ -71,17 +71,28 @@ def test_multiprocess_run_refuses_a_model_with_idle_parameters(tmp_path):
 
 def test_idle_weight_set_of_a_two_set_model_is_expected_but_an_idle_member_is_not():
     """A batch with calibrated masks only leaves the whole k-t weight set without gradients (DDP
-    runs with find_unused_parameters then); one idle parameter inside the used set is still an error."""
+    runs with find_unused_parameters then); one idle parameter inside the used set, or the used
+    set idle as a whole, is still an error."""
+    from cinerecon.data.sample import CineBatch
+    from cinerecon.masks import MaskSpec, make_mask
     from cinerecon.train.loop import _idle_parameters
 
     torch.manual_seed(0)
     model = build_model("crunet", chans=2, cascades=2, uncalibrated_weights=True).train()
     k0, mask, maps = measured_problem(b=1, t=3, h=16, w=16, seed=1)  # equispaced with ACS: main weights
+    batch = CineBatch(k0, mask, maps, None, [])
     model(k0, mask, maps).abs().pow(2).sum().backward()
     assert any(n.startswith("uncalibrated_cascades.") for n, p in model.named_parameters() if p.grad is None)
-    assert _idle_parameters(model) == []
+    assert _idle_parameters(model, batch) == []
     model.cascades[1].conv.bias.grad = None  # one member of the used set without a gradient
-    assert _idle_parameters(model) == ["cascades.1.conv.bias"]
+    assert _idle_parameters(model, batch) == ["cascades.1.conv.bias"]
+    model.zero_grad(set_to_none=True)  # no gradient at all: the set the item was routed to is idle
+    assert len(_idle_parameters(model, batch)) == sum(1 for n, _ in model.named_parameters()
+                                                      if n.startswith("cascades."))
+    # a k-t item (no calibration block) is routed to the second set: the main one is excused instead
+    kt = make_mask(MaskSpec("time_varying", 4, 0), 3, 16, seed=0)[None]
+    model(k0 * kt, kt, maps).abs().pow(2).sum().backward()
+    assert _idle_parameters(model, CineBatch(k0 * kt, kt, maps, None, [])) == []
 
 
 # ----------------------------------------------------------------------------- host syncs, NaN checks

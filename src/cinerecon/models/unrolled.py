@@ -336,6 +336,20 @@ class Unrolled(nn.Module):
                 z, state = self._cascade(i, z, state, kspace, op, cascades)
         return z
 
+    def main_weight_items(self, kspace: torch.Tensor, mask: torch.Tensor) -> list[bool]:
+        """For each item of ``kspace`` (B, C, T, H, W): do the main cascades reconstruct it?
+
+        Always without a second weight set; with one, the items whose mask has a calibration
+        block (:func:`calibrated_items`) and every item of a single-frame series (no L+S start).
+
+        Args:
+            kspace: (B, C, T, H, W).
+            mask: real, broadcastable to ``kspace``.
+        """
+        if self.uncalibrated_cascades is None or kspace.shape[2] < 2:
+            return [True] * kspace.shape[0]
+        return calibrated_items(mask, kspace)
+
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
         """Reconstruct.
 
@@ -351,9 +365,9 @@ class Unrolled(nn.Module):
         k0 = kspace * op.mask
         if self.uncalibrated_cascades is None:
             out = self.unroll(k0, op)
-        else:  # each item with the denoisers of its kind of mask; single frames (no L+S start) with the main ones
+        else:  # each item with the denoisers of its kind of mask
             # the one host read of the mask: each group's initial image reuses the answer
-            main = calibrated_items(op.mask, k0) if k0.shape[2] >= 2 else [True] * k0.shape[0]
+            main = self.main_weight_items(k0, op.mask)
             out = _route(main,
                          lambda k, m, s: self.unroll(k, SenseOp(s, m),
                                                      calibrated=[True] * k.shape[0] if k.shape[2] >= 2 else None),

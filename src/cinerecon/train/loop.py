@@ -350,20 +350,21 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     return run
 
 
-def _idle_parameters(model: nn.Module) -> list[str]:
-    """Names of the trainable parameters without a gradient after a backward pass.
+def _idle_parameters(model: nn.Module, batch: CineBatch) -> list[str]:
+    """Names of the trainable parameters without a gradient after a backward pass on ``batch``.
 
     A model with a second weight set for masks without calibration (``uncalibrated_cascades``)
-    routes each item to one set, so a batch of one kind leaves the other set idle; a whole idle
-    set is expected there (DDP is then built with ``find_unused_parameters``), a partly idle one
-    is not.
+    routes each item to one set (:meth:`~cinerecon.models.unrolled.Unrolled.main_weight_items`),
+    so a batch of one kind leaves the other set idle: that set, and only that one, is excused
+    (DDP is then built with ``find_unused_parameters``). A set that the batch's items were
+    routed to must have gradients everywhere.
     """
     idle = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     if getattr(model, "uncalibrated_cascades", None) is not None:
-        for prefix in ("cascades.", "uncalibrated_cascades."):
-            members = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefix)]
-            if members and set(members) <= set(idle):
-                idle = [n for n in idle if not n.startswith(prefix)]
+        main = model.main_weight_items(batch.kspace, batch.mask)
+        unused = "uncalibrated_cascades." if all(main) else "cascades." if not any(main) else None
+        if unused is not None:
+            idle = [n for n in idle if not n.startswith(unused)]
     return idle
 
 
@@ -382,7 +383,7 @@ def _probe_step(model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.d
     batch = loader.collate_fn(items).to(device)
     pred = _forward(model, batch, cfg.amp, device)
     reconstruction_loss(pred, _require_target(batch), batch.maps, cfg.loss).total.backward()
-    idle = _idle_parameters(unwrap(model))
+    idle = _idle_parameters(unwrap(model), batch)
     model.zero_grad(set_to_none=True)
     if idle and info is not None and info.enabled:
         raise ConfigError(f"model {cfg.model.name!r}: {len(idle)} parameter(s) get no gradient, e.g. {idle[:3]}; "
