@@ -4,8 +4,8 @@ ESPIRiT (Uecker et al., MRM 2014) in brief: k-space patches of the fully sampled
 calibration (ACS) region span a subspace; its orthogonal projector P, averaged over
 all patch positions, is a k-space convolution whose image-space form is a small
 C x C Hermitian matrix M(x) per pixel. Coil sensitivities are the eigenvectors of
-M(x) with eigenvalue ~1; pixels whose top eigenvalue falls below ``crop`` lie
-outside the object support and get zero maps.
+M(x) with eigenvalue ~1. ESPIRiT zeroes the maps where the top eigenvalue falls below
+``crop`` (outside the object); here that is one of two supports (see below).
 
 Settings (checked on real cine series turned into 10-coil k-space at 35 dB, R = 4-10,
 against the true maps and BART's ``ecalib``; ``benchmarks/coil_maps.py``):
@@ -16,15 +16,16 @@ against the true maps and BART's ``ecalib``; ``benchmarks/coil_maps.py``):
   35 dB (-0.1 to -0.4 dB of CG-SENSE PSNR at R = 8); a fixed 0.001 alone keeps noise when
   the calibration is large (355 of 360 vectors with a full-readout 128 x 24 region: the
   maps collapse, -18 dB). The noise edge adapts to SNR, frames averaged and region size.
-* the support (zero maps outside) is where the low-resolution image of the calibration data
-  (Hann-windowed, root-sum-of-squares over coils) exceeds ``support_snr`` (8) times its
-  noise level, which the same noise estimate gives (``support="signal"``). ESPIRiT's own
-  eigenvalue crop (``support="eigen"``, as in BART and sigpy) decides the support from the
-  spectrum of the whole calibration instead: on real series it crops faint tissue that
-  CG-SENSE then aliases into the object (up to -0.45 dB at R = 8 with surface arrays), and
-  no single threshold suits both real backgrounds and an empty phantom background. Maps of
-  k-t data (:func:`maps_from_time_average`) keep ESPIRiT's crop: the time average mixes
-  frames, which the noise estimate would count as noise.
+* the support (zero maps outside) is where the coil-combined magnitude of the low-resolution
+  calibration image (Hann-windowed) stands ``support_snr`` (25) times above one coil's noise
+  level in that image, which the same noise estimate gives (``support="signal"``). ESPIRiT's
+  own eigenvalue crop (``support="eigen"``, as in BART and sigpy) decides the support from the
+  spectrum of the whole calibration instead: on the real series it zeroes their faintest
+  regions, which CG-SENSE then aliases into the object (0.1-0.4 dB at R = 8 with surface
+  arrays), and no single threshold suits both those backgrounds and an empty phantom
+  background. Maps of k-t data (:func:`maps_from_time_average`) keep ESPIRiT's crop (the time
+  average mixes frames, which the noise estimate would count as noise), and so does a
+  calibration with too few patches for a noise estimate (many coils, a small region).
 * ESPIRiT's M(x) is periodic over the FOV, real sensitivities are not: where the object
   reaches an edge, the maps within one calibration cell of it (``n / calib_extent``
   pixels) are replaced by a linear extrapolation of log-magnitude and phase from the next
@@ -37,7 +38,7 @@ Here M(x) is built directly from P: the convolution kernel of the patch-averaged
 projector is ``h_cd[D] = sum_{p - q = D} P[(c, p), (d, q)] / k^2`` (D spans
 (2k - 1)^2 offsets), and M(x) is its centred inverse DFT scaled by sqrt(H W),
 evaluated separably (two small matrix products per coil pair), followed by one batched
-C x C eigendecomposition (and the eigenvalues of the crop operator). 10 coils x 246 x 512
+C x C eigendecomposition (and, with ESPIRiT's crop, the eigenvalues of the crop operator). 10 coils x 246 x 512
 take about 2 s of CPU time.
 
 Conventions: k-space centre at index n // 2 (centred orthonormal FFTs of
@@ -74,20 +75,31 @@ NOISE_THRESH = 1.5
 CROP = 0.95
 """Default eigenvalue crop (``support="eigen"``)."""
 SUPPORTS = ("signal", "eigen")
-SUPPORT_SNR = 8.0
-"""Default support threshold of ``support="signal"``, in units of the low-resolution image's noise level.
+SUPPORT_SNR = 25.0
+"""Default threshold of ``support="signal"``: the coil-combined low-resolution magnitude over one coil's noise.
 
-Chosen on the real series with birdcage and surface-array maps (``benchmarks/coil_maps.py``):
-4 keeps too much of an empty phantom background (object NMSE 1.06x sigpy's with CG-SENSE's
-defaults), 8 keeps every real series' faint tissue (their darkest pixels are 7-8x the noise
-level at 35 dB) and crops the phantom's background (0.98x sigpy's)."""
+Equal, with 10 coils, to a root-sum-of-squares 8 times its own noise level, which was chosen
+on the real series with birdcage and surface-array maps (``benchmarks/coil_maps.py``): half of
+that (4) keeps too much of an empty phantom background (object NMSE 1.06x sigpy's with
+CG-SENSE's defaults), 8 crops it (0.98x). The real series' darkest pixels lie at 6.5-10 of
+those units (their background is the noise of the original magnitude images, which the
+simulation treats as signal): the threshold keeps 97 % of the rat series' FOV, 92 % at 10,
+99.6 % at 6. In coil-count-independent units, so 32 coils need no more SNR than 10."""
+MIN_NOISE_ROWS = 1.5
+"""The signal support needs at least this many calibration patches per column for its noise estimate;
+with fewer (many coils and a small calibration region) the maps keep ESPIRiT's crop."""
 SUPPORT_FLOOR = 1e-3
 """Relative floor of the signal support (of the largest low-resolution value), for noiseless data."""
 CROP_THRESH = 0.01
 """Default relative threshold of the subspace whose eigenvalue map is cropped (see ``espirit_maps``)."""
 EDGE_MODES = ("extrapolate", "periodic")
 EDGE_CELLS = 1.0
-"""Width of the extrapolated edge strips in calibration resolution cells (n / calib_extent pixels)."""
+"""Width of the extrapolated edge strips in calibration resolution cells (n / calib_extent pixels).
+
+With the signal support (the fit on ESPIRiT's uncropped maps); 1 rather than 2 gains 0.1-0.4 dB
+with surface arrays and costs up to 0.1 dB with a birdcage (SAX, R = 8, ``benchmarks/README.md``)."""
+EDGE_CELLS_EIGEN = 2.0
+"""The same with ESPIRiT's crop (the fit within the crop), where one cell costs 0.15 dB with a birdcage."""
 EDGE_DEGREES = (1, 1)
 """Degrees of the polynomials in (log-magnitude, phase) that extrapolate the maps at the FOV edges."""
 EDGE_BAND = 2
@@ -303,13 +315,13 @@ def espirit_maps(
     acs: int | tuple[int, int] | None = None,
     kernel: int | None = None,
     thresh: float = THRESH,
-    crop: float = CROP,
+    crop: float | None = None,
     calib_mask: torch.Tensor | None = None,
     phase_ref: str = "virtual",
     max_calib: int = MAX_CALIB,
     edges: str = "extrapolate",
     noise_thresh: float = NOISE_THRESH,
-    crop_thresh: float = CROP_THRESH,
+    crop_thresh: float | None = None,
     support: str = "signal",
     support_snr: float = SUPPORT_SNR,
 ) -> torch.Tensor:
@@ -328,17 +340,20 @@ def espirit_maps(
             singular value (:func:`noise_edge`), so that the signal subspace holds no noise
             whatever the SNR, frames or calibration size; 0 uses ``thresh`` alone, as does
             data with nothing above the noise floor.
-        support: where the maps are non-zero. ``"signal"``: where the root-sum-of-squares
-            image of the Hann-windowed calibration data exceeds ``support_snr`` times its
-            noise level (from the noise estimate of :func:`noise_edge`) and ``SUPPORT_FLOOR``
-            of its maximum. ``"eigen"``: ESPIRiT's crop (``crop``, ``crop_thresh``), as BART
-            and sigpy do; on real series it zeroes faint tissue, which CG-SENSE then aliases
-            into the object (-0.1 to -0.45 dB at R = 8 with surface arrays against
+        support: where the maps are non-zero. ``"signal"``: where the coil-combined
+            magnitude of the Hann-windowed calibration data's low-resolution image exceeds
+            ``support_snr`` times one coil's noise level there (:func:`_signal_support`; the
+            noise std of :func:`noise_std`) and ``SUPPORT_FLOOR`` of its maximum; data with
+            nothing above 1.5 noise edges get the floor alone, and a calibration with fewer
+            than ``MIN_NOISE_ROWS`` patches per column (no reliable noise estimate) gets
+            ESPIRiT's crop. ``"eigen"``: ESPIRiT's crop (``crop``, ``crop_thresh``), as BART
+            and sigpy do; on the real series it zeroes their faintest regions, which CG-SENSE
+            then aliases into the object (0.1-0.4 dB at R = 8 with surface arrays against
             ``"signal"``, ``benchmarks/coil_maps.py``).
         support_snr: the threshold of ``support="signal"`` (see ``SUPPORT_SNR``).
-        crop: with ``support="eigen"``, zero the maps where the top eigenvalue is <= crop
-            (0 keeps everything) ...
-        crop_thresh: ... the top eigenvalue of the operator of a smaller subspace, the
+        crop: ``support="eigen"`` only (ConfigError with ``"signal"``; default ``CROP``):
+            zero the maps where the top eigenvalue is <= crop (0 keeps everything) ...
+        crop_thresh: ... (``support="eigen"`` only; default ``CROP_THRESH``) the top eigenvalue of the operator of a smaller subspace, the
             singular vectors with sigma > crop_thresh * sigma_max (and above the noise
             floor). A small ``thresh`` gives accurate maps but an eigenvalue near 1 far
             around the object, so the support is decided separately: 0.02 (sigpy's
@@ -354,9 +369,9 @@ def espirit_maps(
             ``"first"`` makes coil 0 real and positive. Either way the phase is common to
             all coils and, the maps being shared, to all frames.
         max_calib: cap of automatically detected calibration extents.
-        edges: ``"extrapolate"`` replaces the maps within ``EDGE_CELLS`` calibration cells
-            (``n / calib_extent`` pixels) of each FOV edge that the object reaches by a
-            polynomial extrapolation from inside (:func:`_extrapolate_edges`: ESPIRiT's
+        edges: ``"extrapolate"`` replaces the maps within ``EDGE_CELLS`` (``EDGE_CELLS_EIGEN``) calibration cells
+            (``n / calib_extent`` pixels) of each FOV edge (with ESPIRiT's crop: of each edge
+            that the support reaches) by a polynomial extrapolation from inside (:func:`_extrapolate_edges`: ESPIRiT's
             maps are periodic, real sensitivities are not); ``"periodic"`` keeps plain
             ESPIRiT, as BART and sigpy compute it.
 
@@ -388,9 +403,15 @@ class _Settings(NamedTuple):
     edges: str
 
 
-def _settings(name: str, kernel: int | None, thresh: float, noise_thresh: float, crop: float, crop_thresh: float,
-              support: str, support_snr: float, phase_ref: str, edges: str) -> _Settings:
+def _settings(name: str, kernel: int | None, thresh: float, noise_thresh: float, crop: float | None,
+              crop_thresh: float | None, support: str, support_snr: float, phase_ref: str, edges: str) -> _Settings:
     """Validated ESPIRiT settings; ConfigError naming ``name`` otherwise."""
+    if support == "signal" and (crop is not None or crop_thresh is not None):
+        raise ConfigError(f"{name}: crop and crop_thresh set ESPIRiT's eigenvalue crop; with support='signal' "
+                          f"they do nothing, so pass support='eigen' with them (got crop={crop}, "
+                          f"crop_thresh={crop_thresh})")
+    crop = CROP if crop is None else crop
+    crop_thresh = CROP_THRESH if crop_thresh is None else crop_thresh
     if ((kernel is not None and kernel < 1) or not 0 <= thresh < 1 or not 0 <= crop < 1 or not noise_thresh >= 0
             or not 0 <= crop_thresh < 1 or not support_snr >= 0):
         raise ConfigError(f"{name}: need kernel >= 1, 0 <= thresh < 1, noise_thresh >= 0, 0 <= crop < 1, "
@@ -432,8 +453,10 @@ def _espirit_from_region(avg: torch.Tensor, region: CalibRegion, settings: _Sett
     floor = settings.noise_thresh * noise_edge(sig, rows)
     if floor >= float(sig.max()):  # nothing above the noise (e.g. random data): plain relative thresholds
         floor = 0.0
-    # the signal support's noise level, unless nothing stands above the noise: then the relative floor alone
+    # the signal support's noise level, unless nothing stands above the noise: then the relative floor
+    # alone; with too few patches for a noise estimate, ESPIRiT's crop
     noise = noise_std(sig, rows) if NOISE_THRESH * noise_edge(sig, rows) < float(sig.max()) else 0.0
+    eigen = eigen or rows < MIN_NOISE_ROWS * sig.numel()
     top_only = torch.arange(sig.numel(), device=sig.device) == sig.numel() - 1  # sig is ascending
     keep_maps = (sig > max(settings.thresh * float(sig.max()), floor)) | top_only
     keep_crop = (sig > max(settings.crop_thresh * float(sig.max()), floor)) | top_only
@@ -460,37 +483,60 @@ def _espirit_from_region(avg: torch.Tensor, region: CalibRegion, settings: _Sett
         # in faint regions too): a fit limited to the support keeps periodic values next to dark
         # regions that reach an edge.
         fit_on = support if eigen else torch.ones_like(support)
-        widths = (math.ceil(EDGE_CELLS * h / region.height), math.ceil(EDGE_CELLS * w / region.width))
+        cells = EDGE_CELLS_EIGEN if eigen else EDGE_CELLS
+        widths = (math.ceil(cells * h / region.height), math.ceil(cells * w / region.width))
         maps = _extrapolate_edges(maps, fit_on, widths, EDGE_DEGREES, EDGE_BAND)
     maps = maps * support.to(maps.real.dtype)[..., None]
     return maps.permute(2, 0, 1).unsqueeze(1).to(torch.complex64).contiguous()
 
 
-def _signal_support(avg: torch.Tensor, region: CalibRegion, noise: float, snr: float) -> torch.Tensor:
-    """Where the low-resolution calibration image stands above its noise: (H, W) bool.
+def _low_resolution_power(avg: torch.Tensor, region: CalibRegion) -> tuple[torch.Tensor, float]:
+    """Sum over coils of |low-resolution coil image|^2, and the gain from k-space noise to one coil's image noise.
 
-    The calibration region of ``avg`` under a separable Hann window, zero-filled to (H, W),
-    gives low-resolution coil images (the window keeps their ringing off empty background);
-    their root-sum-of-squares over coils is compared with ``snr`` times its noise level, the
-    k-space noise std ``noise`` times sqrt(C sum(window^2) / (H W)) (orthonormal FFTs), and
-    with ``SUPPORT_FLOOR`` of its maximum.
+    The calibration region of ``avg`` under a separable Hann window (centred on the region,
+    which is within half a line of the k-space centre for the centred regions of
+    :func:`find_calib_region`), zero-filled to (H, W), gives low-resolution coil images; the
+    window keeps their ringing off an empty background. With orthonormal FFTs, complex
+    k-space noise of std s becomes image noise of std s * gain in each coil,
+    gain = sqrt(sum(window^2) / (H W)).
 
     Args:
         avg: (C, H, W) complex time-averaged k-space.
         region: the calibration region.
-        noise: noise std of the entries of ``avg`` (0 when unknown: the floor alone).
-        snr: threshold in noise levels.
+
+    Returns:
+        ((H, W) float64 power, gain).
     """
-    c, h, w = avg.shape
+    _, h, w = avg.shape
     wy = torch.hann_window(region.height + 2, periodic=False, dtype=torch.float64, device=avg.device)[1:-1]
     wx = torch.hann_window(region.width + 2, periodic=False, dtype=torch.float64, device=avg.device)[1:-1]
     window = wy[:, None] * wx[None, :]
     low = torch.zeros(avg.shape, dtype=torch.complex128, device=avg.device)
     rows, cols = slice(region.top, region.top + region.height), slice(region.left, region.left + region.width)
     low[:, rows, cols] = avg[:, rows, cols].to(torch.complex128) * window
-    rss = ifft2c(low).abs().pow(2).sum(0).sqrt()
-    level = noise * math.sqrt(c * float(window.pow(2).sum()) / (h * w))
-    return rss > max(snr * level, SUPPORT_FLOOR * float(rss.max()))
+    return ifft2c(low).abs().pow(2).sum(0), math.sqrt(float(window.pow(2).sum()) / (h * w))
+
+
+def _signal_support(avg: torch.Tensor, region: CalibRegion, noise: float, snr: float) -> torch.Tensor:
+    """Where the low-resolution calibration image stands above its noise.
+
+    With unit-norm maps the coil-combined magnitude |x| of the low-resolution image satisfies
+    E[sum_c |x_c|^2] = |x|^2 + C level^2, level = one coil's noise std there; the support is
+    where that debiased |x|^2 exceeds (``snr`` level)^2, a threshold that does not grow with
+    the coil count, and where the root-sum-of-squares exceeds ``SUPPORT_FLOOR`` of its maximum.
+
+    Args:
+        avg: (C, H, W) complex time-averaged k-space.
+        region: the calibration region.
+        noise: noise std of the entries of ``avg`` (0 when unknown: the floor alone).
+        snr: threshold in units of one coil's noise level.
+
+    Returns:
+        (H, W) bool.
+    """
+    power, gain = _low_resolution_power(avg, region)
+    level = noise * gain
+    return (power - avg.shape[0] * level ** 2 > (snr * level) ** 2) & (power > SUPPORT_FLOOR ** 2 * float(power.max()))
 
 
 def _line_fit(y: torch.Tensor, wt: torch.Tensor, pos: torch.Tensor, at: torch.Tensor, degree: int) -> torch.Tensor:
@@ -585,11 +631,11 @@ def maps_from_time_average(
     mask: torch.Tensor,
     kernel: int | None = None,
     thresh: float = THRESH,
-    crop: float = CROP,
+    crop: float | None = None,
     max_calib: int = MAX_CALIB,
     edges: str = "extrapolate",
     noise_thresh: float = NOISE_THRESH,
-    crop_thresh: float = CROP_THRESH,
+    crop_thresh: float | None = None,
     support: str = "eigen",
     support_snr: float = SUPPORT_SNR,
 ) -> torch.Tensor:
