@@ -236,3 +236,21 @@ def test_shipped_robustness_smoke(tmp_path):
     ref = {r["method"]: r["psnr"] for r in rows if r["condition"] == "reference"}
     line = next(ln for ln in table.splitlines() if ln.startswith("| reference |"))
     assert line.endswith(f"| {ref['crunet'] - ref['lplus_s']:+.2f} |")
+
+
+def test_fft_speed_smoke(capsys):
+    """The script runs, compares against the shift-based definition, and leaves the package's FFTs in place."""
+    import cinerecon.fft as cfft
+
+    bench = load_benchmark("fft_speed")
+    ours = cfft._centred
+    assert bench.main(["--small", "--repeats", "1", "--skip-model"]) == 0
+    assert cfft._centred is ours
+    out = capsys.readouterr().out
+    diffs = [float(line.rsplit(" ", 1)[-1]) for line in out.splitlines() if "max rel. difference" in line]
+    assert len(diffs) == 8 and max(diffs) < 1e-5
+    x = torch.randn(2, 6, 5, dtype=torch.complex64)
+    with bench.reference_ffts():
+        ref = cfft.fft2c(x)
+    assert torch.allclose(ref, torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=(-2, -1)), norm="ortho"),
+                                                   dim=(-2, -1)))

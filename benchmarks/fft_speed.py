@@ -1,0 +1,115 @@
+"""Centred FFTs with phase ramps against the shift-based definition, alone and inside reconstructions.
+
+``cinerecon.fft`` computes ``fftshift(fft(ifftshift(x)))`` as two element-wise phase ramps
+around the FFT; the reference here is that definition itself, with ``torch.fft.fftshift`` and
+``ifftshift`` (``torch.roll`` copies), which is what ``cinerecon.fft`` did before. Both run in
+this process on the same inputs; every ratio is reference time / ours (median of ``--repeats``
+calls after one warm-up) and every result is checked against the reference.
+
+Measured: the centred 2D FFT and its inverse on multi-coil cine tensors (CMRxRecon SAX size
+10 coils x 12 frames x 204 x 448, an odd-sized one, and 128 x 128); the SENSE operator's
+forward + adjoint; CG-SENSE (10 iterations); and the shipped CRUNet-MR (its L+S start and 5
+cascades of data consistency) on one SAX slice, where the FFTs are only part of the work.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fft_speed.py --threads 1
+    .venv/bin/python benchmarks/fft_speed.py --threads 1 --skip-model   # without the CRUNet-MR call
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+
+import cinerecon.fft as cfft
+from cinerecon.classical.cg_sense import cg_sense
+from cinerecon.masks import MaskSpec, make_mask
+from cinerecon.operators import SenseOp
+
+
+def shift_based(x: torch.Tensor, dims: tuple[int, ...], inverse: bool) -> torch.Tensor:
+    """The definition: ``fftshift(fftn(ifftshift(x)))`` (or ``ifftn``), orthonormal."""
+    transform = torch.fft.ifftn if inverse else torch.fft.fftn
+    x = torch.fft.ifftshift(x, dim=dims)
+    return torch.fft.fftshift(transform(x, dim=dims, norm="ortho"), dim=dims)
+
+
+@contextmanager
+def reference_ffts() -> Iterator[None]:
+    """Every centred FFT of the package computed by :func:`shift_based` inside the block."""
+    ours = cfft._centred
+    cfft._centred = shift_based
+    try:
+        yield
+    finally:
+        cfft._centred = ours
+
+
+def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
+    """Median wall seconds of ``repeats`` calls after one warm-up, and the last result."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def compare(name: str, fn: Callable[[], torch.Tensor], repeats: int) -> float:
+    """Time ``fn`` with the reference FFTs and with ours; print and return the ratio."""
+    with reference_ffts():
+        t_ref, ref = timed(fn, repeats)
+    t_ours, out = timed(fn, repeats)
+    err = float((out - ref).abs().max() / ref.abs().max().clamp(min=1e-30))
+    ratio = t_ref / t_ours
+    print(f"{name:58s} shift-based {t_ref * 1e3:9.1f} ms   ours {t_ours * 1e3:9.1f} ms   "
+          f"{ratio:5.2f}x   max rel. difference {err:.1e}", flush=True)
+    return ratio
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--skip-model", action="store_true", help="leave out the shipped CRUNet-MR call")
+    p.add_argument("--small", action="store_true", help="tiny sizes (a smoke test of the script)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"# centred FFTs: phase ramps (ours) vs fftshift/ifftshift (reference); {args.threads} thread(s), "
+          f"median of {args.repeats}")
+    c, t, h, w = (4, 3, 32, 48) if args.small else (10, 12, 204, 448)
+    for shape in ((1, c, t, h, w), (1, c, t, h + 1, w - 1), (1, c, t, 128 // (4 if args.small else 1), 128 // (4 if args.small else 1))):
+        x = torch.randn(shape, dtype=torch.complex64)
+        compare(f"fft2c  {'x'.join(map(str, shape))}", lambda: cfft.fft2c(x), args.repeats)
+        compare(f"ifft2c {'x'.join(map(str, shape))}", lambda: cfft.ifft2c(x), args.repeats)
+    g = torch.Generator().manual_seed(1)
+    maps = torch.randn(1, c, 1, h, w, dtype=torch.complex64, generator=g)
+    maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
+    mask = make_mask(MaskSpec("equispaced_acs", 8, 8 if args.small else 24), t, w, seed=0)[None]
+    image = torch.randn(1, t, h, w, dtype=torch.complex64, generator=g)
+    op = SenseOp(maps, mask)
+    kspace = op.forward(image)
+    compare(f"SENSE forward + adjoint, {c} x {t} x {h} x {w}", lambda: op.adjoint(op.forward(image)), args.repeats)
+    compare("CG-SENSE, 10 iterations, R = 8", lambda: cg_sense(kspace, mask, maps, iters=10),
+            max(1, args.repeats // 2))
+    if not args.skip_model:
+        from cinerecon.models import load_pretrained
+
+        model = load_pretrained("crunet")
+        with torch.no_grad():
+            compare("shipped CRUNet-MR (L+S start, 5 cascades), one SAX slice",
+                    lambda: model(kspace, mask, maps), 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
