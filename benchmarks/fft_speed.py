@@ -1,8 +1,10 @@
 """Centred FFTs with phase ramps against the shift-based definition, alone and inside reconstructions.
 
 ``cinerecon.fft`` computes ``fftshift(fft(ifftshift(x)))`` as two element-wise phase ramps
-around the FFT; the reference here is that definition itself, with ``torch.fft.fftshift`` and
-``ifftshift`` (``torch.roll`` copies), which is what ``cinerecon.fft`` did before. Both run in
+around the FFT, and ``SenseOp`` folds those ramps into its maps and mask; the reference here is
+the definition itself, with ``torch.fft.fftshift`` and ``ifftshift`` (``torch.roll`` copies),
+and the SENSE operator as the plain composition ``M fft2c(S x)``, which is what the package did
+before. Both run in
 this process on the same inputs; every ratio is reference time / ours (median of ``--repeats``
 calls after one warm-up) and every result is checked against the reference.
 
@@ -41,15 +43,41 @@ def shift_based(x: torch.Tensor, dims: tuple[int, ...], inverse: bool) -> torch.
     return torch.fft.fftshift(transform(x, dim=dims, norm="ortho"), dim=dims)
 
 
+def _plain_expand(op: SenseOp, x: torch.Tensor) -> torch.Tensor:
+    return cfft.fft2c(op.maps * x.unsqueeze(1))
+
+
+def _plain_reduce(op: SenseOp, k: torch.Tensor) -> torch.Tensor:
+    return (op.maps.conj() * cfft.ifft2c(k)).sum(dim=1)
+
+
+def _plain_forward(op: SenseOp, x: torch.Tensor) -> torch.Tensor:
+    return op._m(_plain_expand(op, x))
+
+
+def _plain_adjoint(op: SenseOp, k: torch.Tensor) -> torch.Tensor:
+    return _plain_reduce(op, op._m(k))
+
+
+PLAIN_SENSE = {"expand": _plain_expand, "reduce": _plain_reduce, "forward": _plain_forward,
+               "adjoint": _plain_adjoint, "H": _plain_adjoint}
+"""The SENSE operator as it was: ``M fft2c(S x)`` and ``S^H ifft2c(M k)``, no ramps folded in."""
+
+
 @contextmanager
 def reference_ffts() -> Iterator[None]:
-    """Every centred FFT of the package computed by :func:`shift_based` inside the block."""
-    ours = cfft._centred
+    """Inside the block: every centred FFT computed by :func:`shift_based`, and the SENSE operator
+    as the plain composition (:data:`PLAIN_SENSE`), i.e. the package before the change."""
+    ours, methods = cfft._centred, {name: getattr(SenseOp, name) for name in PLAIN_SENSE}
     cfft._centred = shift_based
+    for name, fn in PLAIN_SENSE.items():
+        setattr(SenseOp, name, fn)
     try:
         yield
     finally:
         cfft._centred = ours
+        for name, fn in methods.items():
+            setattr(SenseOp, name, fn)
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:

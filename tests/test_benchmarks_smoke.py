@@ -243,9 +243,11 @@ def test_fft_speed_smoke(capsys):
     import cinerecon.fft as cfft
 
     bench = load_benchmark("fft_speed")
-    ours = cfft._centred
+    from cinerecon.operators import SenseOp
+
+    ours, forward = cfft._centred, SenseOp.forward
     assert bench.main(["--small", "--repeats", "1", "--skip-model"]) == 0
-    assert cfft._centred is ours
+    assert cfft._centred is ours and SenseOp.forward is forward
     out = capsys.readouterr().out
     diffs = [float(line.rsplit(" ", 1)[-1]) for line in out.splitlines() if "max rel. difference" in line]
     assert len(diffs) == 8 and max(diffs) < 1e-5

@@ -62,3 +62,28 @@ def test_hard_dc_keeps_measured_and_soft_interpolates():
     assert torch.allclose(soft_dc(guess, k0, op, float("inf")), out)
     big = soft_dc(guess, k0, op, 1e9)
     assert torch.allclose(big, out, atol=1e-6)
+
+
+@pytest.mark.parametrize("h,w", [(8, 6), (7, 9)])
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_sense_op_with_folded_ramps_equals_the_plain_composition(h, w, dtype):
+    """SenseOp folds the centred FFTs' phase ramps into maps and mask: same values as M fft2c(S x)
+    and S^H ifft2c(M k), for even and odd sizes, a float64 mask, and gradients through the maps."""
+    from cinerecon.fft import fft2c, ifft2c
+
+    g = torch.Generator().manual_seed(h * w)
+    b, c, t = 2, 3, 4
+    maps = torch.randn(b, c, 1, h, w, dtype=dtype, generator=g)
+    mask = (torch.rand(b, 1, t, 1, w, generator=g) > 0.5).double()
+    x = torch.randn(b, t, h, w, dtype=dtype, generator=g)
+    k = torch.randn(b, c, t, h, w, dtype=dtype, generator=g)
+    op = SenseOp(maps, mask)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.complex64 else dict(atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(op.expand(x), fft2c(maps * x[:, None]), **tol)
+    torch.testing.assert_close(op.forward(x), (fft2c(maps * x[:, None]) * mask).to(dtype), **tol)
+    torch.testing.assert_close(op.reduce(k), (maps.conj() * ifft2c(k)).sum(1), **tol)
+    torch.testing.assert_close(op.adjoint(k), (maps.conj() * ifft2c((k * mask).to(dtype))).sum(1), **tol)
+    assert op.forward(x).dtype == dtype and op.adjoint(k).dtype == dtype
+    if dtype == torch.complex128:
+        m = maps.clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda s: SenseOp(s, mask).gram(x), (m,))

@@ -49,6 +49,25 @@ def _ramps(shape: torch.Size, dims: tuple[int, ...], inverse: bool, dtype: torch
     return before, after
 
 
+def centring_ramps(shape: torch.Size | tuple[int, ...], inverse: bool, dtype: torch.dtype, device: torch.device,
+                   dims: tuple[int, ...] = DIMS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The phase ramps (before, after) of a centred FFT over ``dims``, broadcastable to ``shape``.
+
+    ``fft2c(x) == torch.fft.fftn(x * before, dim=dims, norm="ortho") * after`` (with
+    ``inverse=True`` the same for :func:`ifft2c` with ``ifftn``), so operators can fold them into
+    their own element-wise products (:class:`~cinerecon.operators.SenseOp`).
+
+    Args:
+        shape: shape of the transformed tensor.
+        inverse: the inverse transform's ramps.
+        dtype: complex dtype of the ramps.
+        device: their device.
+        dims: the transformed axes.
+    """
+    shape = torch.Size(shape)
+    return _ramps(shape, tuple(d % len(shape) for d in dims), inverse, dtype, device)
+
+
 def _centred(x: torch.Tensor, dims: tuple[int, ...], inverse: bool) -> torch.Tensor:
     """``fftshift(fftn(ifftshift(x)))`` (or with ``ifftn``) over ``dims``, orthonormal, without shifts."""
     if not x.is_complex():
