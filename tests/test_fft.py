@@ -44,3 +44,29 @@ def test_centred_fft_input_untouched_and_gradients_exact():
     assert torch.equal(x.detach(), before)  # the in-place ramp acts on the FFT's own output only
     assert torch.autograd.gradcheck(fft2c, (x,))
     assert torch.autograd.gradcheck(lambda t: ifft1c(t, 1), (x,))
+
+
+def test_ramps_cached_under_inference_mode_still_serve_autograd():
+    """The first call may come under torch.inference_mode (reconstruction); the cached ramps must
+    still work in a later training graph (the 1D transforms use them without a copy)."""
+    with torch.inference_mode():
+        fft1c(torch.randn(2, 13, 4, dtype=torch.complex64), 1)
+        fft2c(torch.randn(2, 13, 9, dtype=torch.complex64))
+    x = torch.randn(2, 13, 9, dtype=torch.complex64, requires_grad=True)
+    (fft1c(x, 1).abs().sum() + fft2c(x).abs().sum()).backward()
+    assert x.grad is not None and bool(torch.isfinite(torch.view_as_real(x.grad)).all())
+
+
+def test_public_ramps_are_copies_and_dims_are_checked():
+    from cinerecon.fft import centring_ramps
+
+    x = torch.randn(3, 7, dtype=torch.complex64)
+    ref = fft1c(x, 1)
+    before, after = centring_ramps((7,), False, torch.complex64, torch.device("cpu"), dims=(0,))
+    before.mul_(0)
+    after.mul_(0)  # the caller's copies: the cache is untouched
+    assert torch.equal(fft1c(x, 1), ref)
+    with pytest.raises(IndexError):
+        fft1c(x, 2)
+    with pytest.raises(IndexError):
+        fft2c(x, dim=(-3, -1))

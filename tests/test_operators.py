@@ -87,3 +87,27 @@ def test_sense_op_with_folded_ramps_equals_the_plain_composition(h, w, dtype):
     if dtype == torch.complex128:
         m = maps.clone().requires_grad_(True)
         assert torch.autograd.gradcheck(lambda s: SenseOp(s, mask).gram(x), (m,))
+
+
+def test_sense_op_broadcasting_cases_of_the_plain_composition():
+    """Maps that broadcast over H and W, real maps, and a one-frame image with a multi-frame mask
+    give what M fft2c(S x) and S^H ifft2c(M k) give; an operator is reusable across graphs."""
+    g = torch.Generator().manual_seed(7)
+    b, c, t, h, w = 1, 2, 3, 7, 5
+    x1 = torch.randn(b, 1, h, w, dtype=torch.complex64, generator=g)
+    mask = (torch.rand(1, 1, t, 1, w, generator=g) > 0.4).float()
+    for maps in (torch.full((1, 1, 1, 1, 1), 0.7 + 0.2j, dtype=torch.complex64),
+                 torch.rand(b, c, 1, h, w, generator=g),  # real
+                 torch.randn(b, c, 1, h, w, dtype=torch.complex64, generator=g)):
+        op = SenseOp(maps, mask)
+        cm = maps.to(torch.complex64)
+        torch.testing.assert_close(op.forward(x1), fft2c(cm * x1[:, None]) * mask, atol=1e-5, rtol=1e-5)
+        k = op.forward(x1)
+        torch.testing.assert_close(op.adjoint(k), (cm.conj() * ifft2c(k * mask)).sum(1), atol=1e-5, rtol=1e-5)
+    leaf = torch.randn(b, c, 1, h, w, dtype=torch.complex64, generator=g, requires_grad=True)
+    op = SenseOp(leaf, mask)
+    with torch.no_grad():
+        op.gram(x1)
+    for _ in range(2):  # first use under no_grad, then two separate graphs
+        op.gram(x1).abs().sum().backward()
+    assert leaf.grad is not None

@@ -256,3 +256,23 @@ def test_overfits_one_sample_beyond_zero_filling():
     before, after = overfit(model, sample, steps=30, lr=3e-3,
                             loss=lambda out, ref: (out.abs() - ref.abs()).abs().mean())  # map phase is free
     assert after > zf + 3.0 and after > before + 3.0, (zf, before, after)
+
+
+def test_checkpointed_original_trains_like_the_plain_one():
+    """Activation checkpointing recomputes the cascades, whose SENSE operators are built from
+    estimated (differentiable) maps: the gradients equal those of the plain model."""
+    torch.manual_seed(0)
+    b, c, t, h, w = 1, 3, 5, 16, 16
+    k = torch.randn(b, c, t, h, w, dtype=torch.complex64)
+    mask = torch.zeros(1, 1, 1, 1, w)
+    mask[..., ::2] = 1
+    mask[..., 6:10] = 1
+    grads = []
+    for ck in (False, True):
+        torch.manual_seed(1)
+        model = build_model("promptmr", preset="original", use_checkpoint=ck, **SMALL).train()
+        model(k * mask, mask).square().mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 50
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, rtol=1e-4, atol=1e-6, msg=n)

@@ -12,8 +12,9 @@ equals a ramp on its input, so with ``a = b = N // 2``
 (the signs flip for the inverse; for even N both ramps are +-1). Two element-wise products
 (the second in place, on the FFT's own output) replace two ``torch.roll`` copies, which on CPU
 cost as much as the FFT itself: the centred 2D FFT of 10 coils x 12 frames x 204 x 448 takes
-0.26 s instead of 0.46-0.51 s on one thread (``benchmarks/fft_speed.py``). The ramps are cached
-per (size, direction, dtype, device).
+185 ms instead of 325-344 ms on one thread (``benchmarks/fft_speed.py``). The ramps are cached
+per (size, direction, dtype, device). Real input is transformed as complex (complex128 for
+float64, complex64 otherwise).
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ DIMS = (-2, -1)
 
 @functools.lru_cache(maxsize=64)
 def _ramps_1d(n: int, inverse: bool, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input ramp, output ramp) of length ``n`` for a centred DFT, in ``dtype`` on ``device``."""
-    half = n // 2
-    idx = torch.arange(n, dtype=torch.float64)
-    sign = -1.0 if inverse else 1.0
-    before = torch.exp(sign * 2j * math.pi * half * idx / n)
-    after = torch.exp(sign * 2j * math.pi * (idx - half) * half / n)
-    return before.to(dtype=dtype, device=device), after.to(dtype=dtype, device=device)
+    """(input ramp, output ramp) of length ``n`` for a centred DFT, in ``dtype`` on ``device``.
+
+    Cached and shared: built as normal tensors outside any autograd graph (even when the first
+    call happens under ``torch.inference_mode``), and never modified in place by their users.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        half = n // 2
+        idx = torch.arange(n, dtype=torch.float64)
+        sign = -1.0 if inverse else 1.0
+        before = torch.exp(sign * 2j * math.pi * half * idx / n)
+        after = torch.exp(sign * 2j * math.pi * (idx - half) * half / n)
+        return before.to(dtype=dtype, device=device), after.to(dtype=dtype, device=device)
 
 
 def _ramps(shape: torch.Size, dims: tuple[int, ...], inverse: bool, dtype: torch.dtype,
@@ -58,21 +64,34 @@ def centring_ramps(shape: torch.Size | tuple[int, ...], inverse: bool, dtype: to
     their own element-wise products (:class:`~cinerecon.operators.SenseOp`).
 
     Args:
-        shape: shape of the transformed tensor.
+        shape: shape of the transformed tensor (or just its transformed axes, e.g. (H, W)).
         inverse: the inverse transform's ramps.
         dtype: complex dtype of the ramps.
         device: their device.
         dims: the transformed axes.
+
+    Returns:
+        (before, after), each with the sizes of ``shape`` along ``dims`` and 1 elsewhere; new
+        tensors the caller may modify.
     """
     shape = torch.Size(shape)
-    return _ramps(shape, tuple(d % len(shape) for d in dims), inverse, dtype, device)
+    before, after = _ramps(shape, _axes(dims, len(shape)), inverse, dtype, device)
+    return before.clone(), after.clone()
+
+
+def _axes(dims: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    """``dims`` as non-negative axes of an ``ndim``-dimensional tensor; IndexError when out of range."""
+    for d in dims:
+        if not -ndim <= d < ndim:
+            raise IndexError(f"centred FFT: dimension {d} out of range for a tensor of {ndim} dimensions")
+    return tuple(d % ndim for d in dims)
 
 
 def _centred(x: torch.Tensor, dims: tuple[int, ...], inverse: bool) -> torch.Tensor:
     """``fftshift(fftn(ifftshift(x)))`` (or with ``ifftn``) over ``dims``, orthonormal, without shifts."""
     if not x.is_complex():
         x = x.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
-    dims = tuple(d % x.ndim for d in dims)
+    dims = _axes(dims, x.ndim)
     before, after = _ramps(x.shape, dims, inverse, x.dtype, x.device)
     transform = torch.fft.ifftn if inverse else torch.fft.fftn
     return transform(x * before, dim=dims, norm="ortho").mul_(after)

@@ -13,7 +13,6 @@ Every operator is a pure function of the tensors it was built from, and has
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 
@@ -53,10 +52,13 @@ class SenseOp:
     """SENSE forward model A = M F S and its adjoint A^H = S^H F^-1 M.
 
     The centred FFTs' phase ramps (:func:`~cinerecon.fft.centring_ramps`) are folded into the
-    operator's own products: the forward ramp into the maps and, with the mask, into one
-    product after the FFT; the inverse ones into the mask and the conjugated maps. Each
-    application then makes two element-wise passes over the multi-coil k-space fewer than
-    ``M fft2c(S x)`` and ``S^H ifft2c(M k)`` (the same values to float round-off).
+    operator's own products: the forward input ramp into the maps and the output ramp, with
+    the mask, into one product after the FFT; the inverse ones into the mask and the
+    conjugated maps. Each application then makes two element-wise passes over the multi-coil
+    k-space fewer than ``M fft2c(S x)`` and ``S^H ifft2c(M k)`` (the same values to float
+    round-off). The factors are rebuilt on every call (products over (B, C, 1, H, W) and the
+    mask's shape, small against the k-space), so the operator stays a pure function of its
+    tensors under autograd, checkpointing and in-place updates.
 
     Args:
         maps: coil sensitivities (B, C, 1, H, W) complex.
@@ -66,32 +68,36 @@ class SenseOp:
     maps: torch.Tensor
     mask: torch.Tensor | None = None
 
-    @cached_property
-    def _forward_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(maps x input ramp, output ramp, output ramp x mask) of F S and M F S."""
-        before, after = centring_ramps(self.maps.shape, False, self.maps.dtype, self.maps.device)
-        masked = after if self.mask is None else (after * self.mask).to(after.dtype)
-        return self.maps * before, after, masked
+    def _ramps(self, like: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centring ramps (H, W) for ``like``'s last two axes, in the complex dtype of maps x ``like``."""
+        dtype = torch.promote_types(self.maps.dtype, like.dtype)
+        if not dtype.is_complex:
+            dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        return centring_ramps(like.shape[-2:], inverse, dtype, like.device)
 
-    @cached_property
-    def _adjoint_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(input ramp, input ramp x mask, conj(maps x conj(output ramp))) of S^H F^-1 and S^H F^-1 M."""
-        before, after = centring_ramps(self.maps.shape, True, self.maps.dtype, self.maps.device)
-        masked = before if self.mask is None else (before * self.mask).to(before.dtype)
-        return before, masked, (self.maps * after.conj()).conj()
+    def _masked(self, ramp: torch.Tensor) -> torch.Tensor:
+        return ramp if self.mask is None else (ramp * self.mask).to(ramp.dtype)
+
+    def _fft(self, x: torch.Tensor, masked: bool) -> torch.Tensor:
+        before, after = self._ramps(x, inverse=False)
+        y = torch.fft.fftn((self.maps * before) * x.unsqueeze(1), dim=(-2, -1), norm="ortho")
+        return _times(y, self._masked(after) if masked else after)
+
+    def _ifft(self, k: torch.Tensor, masked: bool) -> torch.Tensor:
+        before, after = self._ramps(k, inverse=True)
+        y = torch.fft.ifftn(k * (self._masked(before) if masked else before), dim=(-2, -1), norm="ortho")
+        return ((self.maps * after.conj()).conj() * y).sum(dim=1)
 
     def _m(self, k: torch.Tensor) -> torch.Tensor:
         return k if self.mask is None else k * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, H, W) image -> (B, C, T, H, W) masked k-space."""
-        maps, _, after_masked = self._forward_factors
-        return torch.fft.fftn(maps * x.unsqueeze(1), dim=(-2, -1), norm="ortho").mul_(after_masked)
+        return self._fft(x, masked=True)
 
     def adjoint(self, k: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) k-space -> (B, T, H, W) coil-combined image."""
-        _, before_masked, maps_conj = self._adjoint_factors
-        return (maps_conj * torch.fft.ifftn(k * before_masked, dim=(-2, -1), norm="ortho")).sum(dim=1)
+        return self._ifft(k, masked=True)
 
     H = adjoint
 
@@ -101,13 +107,18 @@ class SenseOp:
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """Unmasked coil k-space F S x, (B, T, H, W) -> (B, C, T, H, W)."""
-        maps, after, _ = self._forward_factors
-        return torch.fft.fftn(maps * x.unsqueeze(1), dim=(-2, -1), norm="ortho").mul_(after)
+        return self._fft(x, masked=False)
 
     def reduce(self, k: torch.Tensor) -> torch.Tensor:
         """Unmasked coil combination S^H F^-1 k, (B, C, T, H, W) -> (B, T, H, W)."""
-        before, _, maps_conj = self._adjoint_factors
-        return (maps_conj * torch.fft.ifftn(k * before, dim=(-2, -1), norm="ortho")).sum(dim=1)
+        return self._ifft(k, masked=False)
+
+
+def _times(y: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``y * factor``, in place on ``y`` (a fresh FFT output) when the product keeps its shape and dtype."""
+    if torch.broadcast_shapes(y.shape, factor.shape) == y.shape and torch.promote_types(y.dtype, factor.dtype) == y.dtype:
+        return y.mul_(factor)
+    return y * factor
 
 
 def hard_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
