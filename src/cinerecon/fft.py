@@ -101,7 +101,7 @@ def fft2c(x: torch.Tensor, dim: tuple[int, int] = DIMS) -> torch.Tensor:
     """Centred orthonormal forward FFT over ``dim``.
 
     Args:
-        x: complex tensor (..., H, W) in image space.
+        x: tensor (..., H, W) in image space, complex (real input is transformed as complex).
         dim: the two spatial axes.
 
     Returns:
@@ -114,7 +114,7 @@ def ifft2c(k: torch.Tensor, dim: tuple[int, int] = DIMS) -> torch.Tensor:
     """Centred orthonormal inverse FFT over ``dim``.
 
     Args:
-        k: complex tensor (..., H, W) in centred k-space.
+        k: tensor (..., H, W) in centred k-space, complex (real input is transformed as complex).
         dim: the two spatial axes.
 
     Returns:
