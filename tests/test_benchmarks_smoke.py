@@ -256,3 +256,15 @@ def test_fft_speed_smoke(capsys):
         ref = cfft.fft2c(x)
     assert torch.allclose(ref, torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=(-2, -1)), norm="ortho"),
                                                    dim=(-2, -1)))
+
+
+def test_feature_layout_smoke(capsys):
+    import cinerecon.models.crunet as crunet_module
+
+    bench = load_benchmark("feature_layout")
+    convert = crunet_module.channels_last_frames
+    assert bench.main(["--sizes", "16", "12", "--chans", "4", "--cascades", "2", "--frames", "3", "--coils", "2",
+                       "--repeats", "1"]) == 0
+    assert crunet_module.channels_last_frames is convert  # restored
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("16x12 fp32")]
+    assert len(lines) == 1 and float(lines[0].rsplit(" ", 1)[-1]) < 1e-5

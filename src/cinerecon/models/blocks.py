@@ -57,6 +57,61 @@ def unfold(y: torch.Tensor, batch: int) -> torch.Tensor:
     return y.reshape(batch, -1, *y.shape[1:])
 
 
+def channels_last_frames(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) with the channels stored fastest (each frame channels-last), same values.
+
+    Features in this layout stay in it through :func:`fold` / :func:`unfold` (views), the
+    convolutions (oneDNN keeps channels-last), element-wise operations and the helpers below;
+    oneDNN's channels-last convolutions are faster, by 1.5x for a 64 -> 64 3 x 3 layer in bf16.
+    """
+    return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
+def _channels_fastest(x: torch.Tensor) -> bool:
+    return x.dim() == 5 and x.stride(2) == 1 and x.shape[2] > 1
+
+
+def _empty_as(shape: list[int], ref: torch.Tensor) -> torch.Tensor:
+    """An empty (B, T, C, H, W) tensor in ``ref``'s layout (channels fastest or standard)."""
+    if not _channels_fastest(ref):
+        return ref.new_empty(shape)
+    b, t, c, h, w = shape
+    return ref.new_empty((b, t, h, w, c)).permute(0, 1, 4, 2, 3)
+
+
+def cat_features(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat`` of (B, T, C, H, W) features that keeps the first one's layout (torch.cat
+    returns the standard layout for channels-fastest 5-D tensors)."""
+    if not _channels_fastest(tensors[0]):
+        return torch.cat(tensors, dim)
+    shape = list(tensors[0].shape)
+    shape[dim] = sum(x.shape[dim] for x in tensors)
+    out, start = _empty_as(shape, tensors[0]), 0
+    for x in tensors:
+        out.narrow(dim, start, x.shape[dim]).copy_(x)
+        start += x.shape[dim]
+    return out
+
+
+def roll_frames(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """``x.roll(shift, dims=1)`` for shift = +-1, keeping the layout."""
+    if shift == 1:
+        return cat_features([x[:, -1:], x[:, :-1]], 1)
+    return cat_features([x[:, 1:], x[:, :1]], 1)
+
+
+def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(frames, dim=1)`` of (N, C, H, W) frames, in the layout of a channels-last first frame."""
+    first = frames[0]
+    if not (first.shape[1] > 1 and first.stride(1) == 1):
+        return torch.stack(frames, dim=1)
+    n, c, h, w = first.shape
+    out = first.new_empty((n, len(frames), h, w, c)).permute(0, 1, 4, 2, 3)
+    for i, f in enumerate(frames):
+        out[:, i].copy_(f)
+    return out
+
+
 def conv_frames(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a 2D (transposed) convolution to every frame: (B, T, C, H, W) -> (B, T, C', H', W')."""
     return unfold(conv(fold(x)), x.shape[0])
@@ -88,9 +143,9 @@ def shift_sum(z: torch.Tensor, padding: TemporalPadding) -> torch.Tensor:
     """
     prev, mid, nxt = z.unbind(2)
     if padding == "circular":
-        return mid + prev.roll(1, dims=1) + nxt.roll(-1, dims=1)
+        return mid + roll_frames(prev, 1) + roll_frames(nxt, -1)
     zero = torch.zeros_like(mid[:, :1])
-    return mid + torch.cat([zero, prev[:, :-1]], 1) + torch.cat([nxt[:, 1:], zero], 1)
+    return mid + cat_features([zero, prev[:, :-1]], 1) + cat_features([nxt[:, 1:], zero], 1)
 
 
 def tap_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: TemporalPadding,
@@ -244,7 +299,7 @@ class CRNNCell(nn.Module):
                               "iteration state is zero); it cannot take an iteration state")
         if self.ih2ih is not None and hiter is not None:
             w = torch.cat([self.i2h.weight, self.ih2ih.weight], dim=1)
-            y = F.conv2d(fold(torch.cat([x, hiter], dim=2)), w, bias, padding=d, dilation=d)
+            y = F.conv2d(fold(cat_features([x, hiter], 2)), w, bias, padding=d, dilation=d)
         else:
             y = F.conv2d(fold(x), self.i2h.weight, bias, padding=d, dilation=d)
         return unfold(y, x.shape[0])
@@ -289,7 +344,7 @@ class CRNNUnit(nn.Module):
         b, t = pre.shape[:2]
         if self.direction == "bidirectional":
             # both directions advance together: forward step s and backward step s share one conv
-            both = torch.cat([pre, pre.flip(1)], dim=0)
+            both = cat_features([pre, pre.flip(1)], 0)
             hs = self._scan(both)
             return hs[:b] + hs[b:].flip(1)
         if self.direction == "backward":
@@ -303,7 +358,7 @@ class CRNNUnit(nn.Module):
         for s in range(1, pre.shape[1]):
             h = torch.relu(pre[:, s] + self.cell.recur(h))
             out.append(h)
-        return torch.stack(out, dim=1)
+        return stack_frames(out)
 
 
 class Conv3dBlock(nn.Module):

@@ -19,7 +19,8 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from . import register
-from .blocks import Conv2p1d, CRNNUnit, TemporalPadding, add_side, check_unet_config, conv_frames, side_conv
+from .blocks import (Conv2p1d, CRNNUnit, TemporalPadding, add_side, cat_features, channels_last_frames, check_unet_config,
+                     conv_frames, side_conv)
 from .complex_io import from_channels, to_channels
 from .unrolled import ConfiguredUnrolled, config_from_kwargs
 
@@ -123,16 +124,16 @@ class CRUNetCascade(nn.Module):
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             raise ConfigError(f"CRUNet cascade needs even H and W after padding, got {tuple(x.shape)}")
         s = state if state is not None else CRUNetState(None, None, None, None, None)
-        f0 = conv_frames(self.conv0, to_channels(x))
+        f0 = conv_frames(self.conv0, channels_last_frames(to_channels(x)))  # features channels-last from here
         e1 = add_side(self.d_crnn1(f0, s.h0), self.conv11, f0)
         f1 = self.d_conv(e1)
         e2 = self.convs1(add_side(self.d_crnn2(f1, s.h1), self.conv21, f1))
         b = self.convs2(add_side(self.bcrnn(e2, s.h2), self.conv31, e2))
         d2 = add_side(self.u_crnn1(b, s.h3), self.conv41, b)
-        d2 = self.conv1(torch.cat([e2, d2], dim=2))
+        d2 = self.conv1(cat_features([e2, d2], 2))
         u = self.u_conv(d2)
         d1 = add_side(self.u_crnn2(u, s.h4), self.conv51, u)
-        d1 = self.conv2(torch.cat([e1, d1], dim=2))
+        d1 = self.conv2(cat_features([e1, d1], 2))
         out = x + from_channels(conv_frames(self.conv, d1).to(x.real.dtype))
         return out, CRUNetState(h0=d1, h1=d2, h2=b, h3=d2, h4=d1)
 
