@@ -22,8 +22,12 @@ def test_layout_helpers_equal_torch_ops_and_keep_the_layout(layout):
         out = cat_features(list(pair), dim)
         assert torch.equal(out, torch.cat(pair, dim))
         assert (out.stride(2) == 1) == (layout == "channels_last")
-    for shift in (1, -1):
+    for shift in (1, -1, 2, 0):
         assert torch.equal(roll_frames(a, shift), a.roll(shift, dims=1))
+        if shift in (1, -1):
+            assert (roll_frames(a, shift).stride(2) == 1) == (layout == "channels_last")
+    with pytest.raises(RuntimeError):  # mismatched shapes fail as in torch.cat
+        cat_features([a, make((1, 3, 2, 5, 6))], 2)
     frames = [a[:, t] for t in range(a.shape[1])]
     assert torch.equal(stack_frames(frames), a)
     assert (stack_frames(frames).stride(2) == 1) == (layout == "channels_last")
@@ -36,9 +40,14 @@ def test_crunet_features_are_channels_last_and_equal_the_standard_layout(monkeyp
     torch.manual_seed(0)
     model = build_model("crunet", chans=8, cascades=2).train()
     k, mask, maps = measured_problem(b=2, c=3, t=4, h=16, w=12, seed=2)
-    seen = []
+    seen, conv_inputs = [], []
     model.cascades[1].bcrnn.register_forward_hook(lambda m, i, o: seen.append(o.stride(2) == 1))
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.register_forward_pre_hook(lambda m, i: conv_inputs.append(i[0].stride(1) == 1))
+    n_convs = len(conv_inputs)
     out = model(k, mask, maps)
+    assert len(conv_inputs) > n_convs and all(conv_inputs)  # every module convolution gets channels-last input
     out.abs().pow(2).sum().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     assert seen == [True]  # the bottleneck's hidden states are stored channels fastest

@@ -82,7 +82,10 @@ def _empty_as(shape: list[int], ref: torch.Tensor) -> torch.Tensor:
 def cat_features(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
     """``torch.cat`` of (B, T, C, H, W) features that keeps the first one's layout (torch.cat
     returns the standard layout for channels-fastest 5-D tensors)."""
-    if not _channels_fastest(tensors[0]):
+    first = tensors[0]
+    same = all(x.dim() == 5 and x.dtype == first.dtype and x.device == first.device
+               and all(x.shape[i] == first.shape[i] for i in range(5) if i != dim % 5) for x in tensors)
+    if not (_channels_fastest(first) and same):  # torch.cat's layout, or its error
         return torch.cat(tensors, dim)
     shape = list(tensors[0].shape)
     shape[dim] = sum(x.shape[dim] for x in tensors)
@@ -94,10 +97,12 @@ def cat_features(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
 
 
 def roll_frames(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """``x.roll(shift, dims=1)`` for shift = +-1, keeping the layout."""
+    """``x.roll(shift, dims=1)``, keeping the layout for shift = +-1 (``torch.roll`` otherwise)."""
     if shift == 1:
         return cat_features([x[:, -1:], x[:, :-1]], 1)
-    return cat_features([x[:, 1:], x[:, :1]], 1)
+    if shift == -1:
+        return cat_features([x[:, 1:], x[:, :1]], 1)
+    return x.roll(shift, dims=1)
 
 
 def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
