@@ -6,7 +6,9 @@ down/up-sampling and dilated Conv(2+1)D blocks; the computation follows
 ``shared/reference/README.md`` step by step, and the module names follow the authors'
 parameter names (see :mod:`cinerecon.models.compat` for the few renames).
 
-Feature layout inside a cascade: real (B, T, C, H, W).
+Feature layout inside a cascade: real (B, T, C, H, W), stored channels fastest (each frame
+channels-last, :func:`~cinerecon.models.blocks.channels_last_frames`) so that oneDNN runs
+channels-last convolutions.
 """
 
 from __future__ import annotations
