@@ -51,12 +51,16 @@ def _plain_reduce(op: SenseOp, k: torch.Tensor) -> torch.Tensor:
     return (op.maps.conj() * cfft.ifft2c(k)).sum(dim=1)
 
 
+def _plain_mask(op: SenseOp, k: torch.Tensor) -> torch.Tensor:
+    return k if op.mask is None else k * op.mask
+
+
 def _plain_forward(op: SenseOp, x: torch.Tensor) -> torch.Tensor:
-    return op._m(_plain_expand(op, x))
+    return _plain_mask(op, _plain_expand(op, x))
 
 
 def _plain_adjoint(op: SenseOp, k: torch.Tensor) -> torch.Tensor:
-    return _plain_reduce(op, op._m(k))
+    return _plain_reduce(op, _plain_mask(op, k))
 
 
 PLAIN_SENSE = {"expand": _plain_expand, "reduce": _plain_reduce, "forward": _plain_forward,

@@ -454,12 +454,13 @@ def _espirit_from_region(avg: torch.Tensor, region: CalibRegion, settings: _Sett
                         "is all zeros")
     sig, v, rows = _calibration_subspace(calib, kernel)
     eigen = settings.support == "eigen"
-    floor = settings.noise_thresh * noise_edge(sig, rows)
+    edge = noise_edge(sig, rows)
+    floor = settings.noise_thresh * edge
     if floor >= float(sig.max()):  # nothing above the noise (e.g. random data): plain relative thresholds
         floor = 0.0
     # the signal support's noise level, unless nothing stands above the noise: then the relative floor
     # alone; with too few patches for a noise estimate, ESPIRiT's crop
-    noise = noise_std(sig, rows) if NOISE_THRESH * noise_edge(sig, rows) < float(sig.max()) else 0.0
+    noise = noise_std(sig, rows) if NOISE_THRESH * edge < float(sig.max()) else 0.0
     eigen = eigen or rows < MIN_NOISE_ROWS * sig.numel()
     top_only = torch.arange(sig.numel(), device=sig.device) == sig.numel() - 1  # sig is ascending
     keep_maps = (sig > max(settings.thresh * float(sig.max()), floor)) | top_only

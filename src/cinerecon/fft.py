@@ -87,10 +87,16 @@ def _axes(dims: tuple[int, ...], ndim: int) -> tuple[int, ...]:
     return tuple(d % ndim for d in dims)
 
 
+def complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    """``dtype`` if complex, else the complex dtype real input is transformed in (complex128 for float64)."""
+    if dtype.is_complex:
+        return dtype
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
 def _centred(x: torch.Tensor, dims: tuple[int, ...], inverse: bool) -> torch.Tensor:
     """``fftshift(fftn(ifftshift(x)))`` (or with ``ifftn``) over ``dims``, orthonormal, without shifts."""
-    if not x.is_complex():
-        x = x.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+    x = x.to(complex_dtype(x.dtype))
     dims = _axes(dims, x.ndim)
     before, after = _ramps(x.shape, dims, inverse, x.dtype, x.device)
     transform = torch.fft.ifftn if inverse else torch.fft.fftn

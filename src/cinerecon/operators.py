@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .fft import centring_ramps
+from .fft import centring_ramps, complex_dtype
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,7 @@ class SenseOp:
 
     def _ramps(self, like: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Centring ramps (H, W) for ``like``'s last two axes, in the complex dtype of maps x ``like``."""
-        dtype = torch.promote_types(self.maps.dtype, like.dtype)
-        if not dtype.is_complex:
-            dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        dtype = complex_dtype(torch.promote_types(self.maps.dtype, like.dtype))
         return centring_ramps(like.shape[-2:], inverse, dtype, like.device)
 
     def _masked(self, ramp: torch.Tensor) -> torch.Tensor:
@@ -87,9 +85,6 @@ class SenseOp:
         before, after = self._ramps(k, inverse=True)
         y = torch.fft.ifftn(k * (self._masked(before) if masked else before), dim=(-2, -1), norm="ortho")
         return ((self.maps * after.conj()).conj() * y).sum(dim=1)
-
-    def _m(self, k: torch.Tensor) -> torch.Tensor:
-        return k if self.mask is None else k * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, H, W) image -> (B, C, T, H, W) masked k-space."""

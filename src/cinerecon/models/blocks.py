@@ -71,10 +71,8 @@ def _channels_fastest(x: torch.Tensor) -> bool:
     return x.dim() == 5 and x.stride(2) == 1 and x.shape[2] > 1
 
 
-def _empty_as(shape: list[int], ref: torch.Tensor) -> torch.Tensor:
-    """An empty (B, T, C, H, W) tensor in ``ref``'s layout (channels fastest or standard)."""
-    if not _channels_fastest(ref):
-        return ref.new_empty(shape)
+def _empty_channels_fastest(shape: list[int], ref: torch.Tensor) -> torch.Tensor:
+    """An empty (B, T, C, H, W) tensor of ``ref``'s dtype and device, channels stored fastest."""
     b, t, c, h, w = shape
     return ref.new_empty((b, t, h, w, c)).permute(0, 1, 4, 2, 3)
 
@@ -87,9 +85,9 @@ def cat_features(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
                and all(x.shape[i] == first.shape[i] for i in range(5) if i != dim % 5) for x in tensors)
     if not (_channels_fastest(first) and same):  # torch.cat's layout, or its error
         return torch.cat(tensors, dim)
-    shape = list(tensors[0].shape)
+    shape = list(first.shape)
     shape[dim] = sum(x.shape[dim] for x in tensors)
-    out, start = _empty_as(shape, tensors[0]), 0
+    out, start = _empty_channels_fastest(shape, first), 0
     for x in tensors:
         out.narrow(dim, start, x.shape[dim]).copy_(x)
         start += x.shape[dim]
@@ -107,14 +105,7 @@ def roll_frames(x: torch.Tensor, shift: int) -> torch.Tensor:
 
 def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
     """``torch.stack(frames, dim=1)`` of (N, C, H, W) frames, in the layout of a channels-last first frame."""
-    first = frames[0]
-    if not (first.shape[1] > 1 and first.stride(1) == 1):
-        return torch.stack(frames, dim=1)
-    n, c, h, w = first.shape
-    out = first.new_empty((n, len(frames), h, w, c)).permute(0, 1, 4, 2, 3)
-    for i, f in enumerate(frames):
-        out[:, i].copy_(f)
-    return out
+    return cat_features([f.unsqueeze(1) for f in frames], 1)
 
 
 def conv_frames(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
