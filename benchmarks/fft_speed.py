@@ -1,17 +1,29 @@
-"""Centred FFTs with phase ramps against the shift-based definition, alone and inside reconstructions.
+"""Centred FFTs, the SENSE normal operator and data consistency against their plain forms.
 
-``cinerecon.fft`` computes ``fftshift(fft(ifftshift(x)))`` as two element-wise phase ramps
-around the FFT, and ``SenseOp`` folds those ramps into its maps and mask; the reference here is
-the definition itself, with ``torch.fft.fftshift`` and ``ifftshift`` (``torch.roll`` copies),
-and the SENSE operator as the plain composition ``M fft2c(S x)``, which is what the package did
-before. Both run in
-this process on the same inputs; every ratio is reference time / ours (median of ``--repeats``
-calls after one warm-up) and every result is checked against the reference.
+Two changes are measured, each against the package without it, in this process on the same
+inputs:
+
+* **phase ramps**: ``cinerecon.fft`` computes ``fftshift(fft(ifftshift(x)))`` as two
+  element-wise phase ramps around the FFT, and ``SenseOp`` folds those ramps into its maps and
+  mask; the reference ("shift-based") is the definition itself, with ``torch.fft.fftshift`` and
+  ``ifftshift`` (``torch.roll`` copies), and the SENSE operator as the plain composition
+  ``M fft2c(S x)``;
+* **line-mask normal operator**: ``SenseOp.gram`` (A^H A) of a mask of whole readout lines
+  needs FFTs along W only, in cache-sized chunks of rows, and the DC steps use it
+  (S^H S x - A^H A x + A^H k0, with A^H k0 computed once per forward pass); the reference
+  ("2D normal") is ``adjoint(forward(x))`` and the DC steps through the full coil k-space
+  (``expand``, replace, ``reduce``), the package before this change.
+
+Every ratio is reference time / ours (median of ``--repeats`` calls after one warm-up) and
+every result is checked against the reference. Rows that use both changes (CG-SENSE, L+S, the
+shipped CRUNet-MR) print both ratios: against "2D normal" (the ramps kept) and against
+"shift-based" (neither change).
 
 Measured: the centred 2D FFT and its inverse on multi-coil cine tensors (CMRxRecon SAX size
 10 coils x 12 frames x 204 x 448, an odd-sized one, and 128 x 128); the SENSE operator's
-forward + adjoint; CG-SENSE (10 iterations); and the shipped CRUNet-MR (its L+S start and 5
-cascades of data consistency) on one SAX slice, where the FFTs are only part of the work.
+forward + adjoint; A^H A; hard DC; CG-SENSE (10 iterations); L+S (the paper's start and
+threshold, up to 50 iterations); and the shipped CRUNet-MR (its L+S start and 5 cascades of
+data consistency) on one SAX slice, where the FFTs are only part of the work.
 
 Usage (from the repository root)::
 
@@ -31,7 +43,9 @@ from typing import Callable, Iterator
 import torch
 
 import cinerecon.fft as cfft
+import cinerecon.models.unrolled as unrolled
 from cinerecon.classical.cg_sense import cg_sense
+from cinerecon.classical.lowrank_sparse import lplus_s
 from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.operators import SenseOp
 
@@ -68,20 +82,59 @@ PLAIN_SENSE = {"expand": _plain_expand, "reduce": _plain_reduce, "forward": _pla
 """The SENSE operator as it was: ``M fft2c(S x)`` and ``S^H ifft2c(M k)``, no ramps folded in."""
 
 
+def _plain_gram(op: SenseOp, x: torch.Tensor) -> torch.Tensor:
+    return op.adjoint(op.forward(x))
+
+
+def _kspace_hard_dc(x, k0, op, adjoint_k0=None):
+    return _kspace_dc(x, k0, op, float("inf"))
+
+
+def _kspace_soft_dc(x, k0, op, lam, adjoint_k0=None):
+    return _kspace_dc(x, k0, op, lam)
+
+
+def _kspace_dc(x, k0, op, lam):
+    """The DC step through the full coil k-space: expand, replace the sampled entries, reduce."""
+    k = op.expand(x)
+    m = op.mask
+    if lam == float("inf"):
+        return op.reduce(k - m * k + m * k0)
+    lam = torch.as_tensor(lam, device=k.device, dtype=k.real.dtype)
+    return op.reduce((1 - m) * k + m * (k + lam * k0) / (1 + lam))
+
+
+@contextmanager
+def two_d_normal() -> Iterator[None]:
+    """Inside the block: A^H A as ``adjoint(forward(x))`` and the DC steps of the unrolled models
+    through the full coil k-space, i.e. the package before the line-mask normal operator."""
+    saved = SenseOp.gram, unrolled.hard_dc, unrolled.soft_dc
+    SenseOp.gram, unrolled.hard_dc, unrolled.soft_dc = _plain_gram, _kspace_hard_dc, _kspace_soft_dc
+    try:
+        yield
+    finally:
+        SenseOp.gram, unrolled.hard_dc, unrolled.soft_dc = saved
+
+
 @contextmanager
 def reference_ffts() -> Iterator[None]:
-    """Inside the block: every centred FFT computed by :func:`shift_based`, and the SENSE operator
-    as the plain composition (:data:`PLAIN_SENSE`), i.e. the package before the change."""
+    """Inside the block: every centred FFT computed by :func:`shift_based`, the SENSE operator
+    as the plain composition (:data:`PLAIN_SENSE`) and :func:`two_d_normal`, i.e. the package
+    before both changes."""
     ours, methods = cfft._centred, {name: getattr(SenseOp, name) for name in PLAIN_SENSE}
     cfft._centred = shift_based
     for name, fn in PLAIN_SENSE.items():
         setattr(SenseOp, name, fn)
     try:
-        yield
+        with two_d_normal():
+            yield
     finally:
         cfft._centred = ours
         for name, fn in methods.items():
             setattr(SenseOp, name, fn)
+
+
+REFERENCES = {"shift-based": reference_ffts, "2D normal": two_d_normal}
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
@@ -95,16 +148,19 @@ def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Te
     return statistics.median(times), out
 
 
-def compare(name: str, fn: Callable[[], torch.Tensor], repeats: int) -> float:
-    """Time ``fn`` with the reference FFTs and with ours; print and return the ratio."""
-    with reference_ffts():
-        t_ref, ref = timed(fn, repeats)
+def compare(name: str, fn: Callable[[], torch.Tensor], repeats: int,
+            references: tuple[str, ...] = ("shift-based",)) -> list[float]:
+    """Time ``fn`` with each reference (:data:`REFERENCES`) and with ours; print and return the ratios."""
     t_ours, out = timed(fn, repeats)
-    err = float((out - ref).abs().max() / ref.abs().max().clamp(min=1e-30))
-    ratio = t_ref / t_ours
-    print(f"{name:58s} shift-based {t_ref * 1e3:9.1f} ms   ours {t_ours * 1e3:9.1f} ms   "
-          f"{ratio:5.2f}x   max rel. difference {err:.1e}", flush=True)
-    return ratio
+    ratios = []
+    for r in references:
+        with REFERENCES[r]():
+            t_ref, ref = timed(fn, repeats)
+        err = float((out - ref).abs().max() / ref.abs().max().clamp(min=1e-30))
+        ratios.append(t_ref / t_ours)
+        print(f"{name:58s} {r:>11s} {t_ref * 1e3:9.1f} ms   ours {t_ours * 1e3:9.1f} ms   "
+              f"{ratios[-1]:5.2f}x   max rel. difference {err:.1e}", flush=True)
+    return ratios
 
 
 def main(argv=None) -> int:
@@ -131,15 +187,22 @@ def main(argv=None) -> int:
     op = SenseOp(maps, mask)
     kspace = op.forward(image)
     compare(f"SENSE forward + adjoint, {c} x {t} x {h} x {w}", lambda: op.adjoint(op.forward(image)), args.repeats)
+    both = ("2D normal", "shift-based")
+    compare(f"A^H A, R = 8 line mask, {c} x {t} x {h} x {w}", lambda: op.gram(image), args.repeats, both)
+    adjoint_k0 = op.adjoint(kspace)  # computed once per forward pass by the unrolled models
+    compare("hard DC, A^H k0 given (as in the unrolled models)",
+            lambda: unrolled.hard_dc(image, kspace, op, adjoint_k0), args.repeats, both)
     compare("CG-SENSE, 10 iterations, R = 8", lambda: cg_sense(kspace, mask, maps, iters=10),
-            max(1, args.repeats // 2))
+            max(1, args.repeats // 2), both)
+    compare("L+S (paper's start and threshold, <= 50 iterations), R = 8",
+            lambda: lplus_s(kspace, mask, maps, lam_l=0.03, start="zero_filled"), 1, both)
     if not args.skip_model:
         from cinerecon.models import load_pretrained
 
         model = load_pretrained("crunet")
         with torch.no_grad():
             compare("shipped CRUNet-MR (L+S start, 5 cascades), one SAX slice",
-                    lambda: model(kspace, mask, maps), 1)
+                    lambda: model(kspace, mask, maps), 1, both)
     return 0
 
 

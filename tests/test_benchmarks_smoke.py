@@ -239,18 +239,23 @@ def test_shipped_robustness_smoke(tmp_path):
 
 
 def test_fft_speed_smoke(capsys):
-    """The script runs, compares against the shift-based definition, and leaves the package's FFTs in place."""
+    """The script runs, compares against the shift-based definition and the 2D normal operator, and
+    leaves the package's FFTs, normal operator and DC steps in place."""
     import cinerecon.fft as cfft
+    import cinerecon.models.unrolled as unrolled
 
     bench = load_benchmark("fft_speed")
     from cinerecon.operators import SenseOp
 
-    ours, forward = cfft._centred, SenseOp.forward
+    ours, forward, gram, dc = cfft._centred, SenseOp.forward, SenseOp.gram, unrolled.hard_dc
     assert bench.main(["--small", "--repeats", "1", "--skip-model"]) == 0
-    assert cfft._centred is ours and SenseOp.forward is forward
+    assert cfft._centred is ours and SenseOp.forward is forward and SenseOp.gram is gram and unrolled.hard_dc is dc
     out = capsys.readouterr().out
     diffs = [float(line.rsplit(" ", 1)[-1]) for line in out.splitlines() if "max rel. difference" in line]
-    assert len(diffs) == 8 and max(diffs) < 1e-5
+    assert len(diffs) == 15 and max(diffs) < 1e-5
+    assert sum("2D normal" in line for line in out.splitlines()) == 4
+    with bench.two_d_normal():
+        assert SenseOp.gram is not gram and unrolled.hard_dc is not dc
     x = torch.randn(2, 6, 5, dtype=torch.complex64)
     with bench.reference_ffts():
         ref = cfft.fft2c(x)

@@ -18,6 +18,12 @@ import torch
 
 from .fft import centring_ramps, complex_dtype
 
+#: On the CPU, :meth:`SenseOp.gram` of a line mask works through the rows in chunks whose
+#: multi-coil k-space is at most this many bytes, so that each chunk stays in cache across its
+#: passes (map product, FFT, mask, inverse FFT, coil sum): 6.6x faster than the whole slice at
+#: once for 10 coils x 12 frames x 204 x 448 on one thread (``benchmarks/fft_speed.py``).
+GRAM_CHUNK_BYTES = 4 * 2**20
+
 
 @dataclass(frozen=True)
 class CoilSensitivity:
@@ -96,9 +102,51 @@ class SenseOp:
 
     H = adjoint
 
+    @property
+    def line_mask(self) -> bool:
+        """True when the mask samples whole readout lines (its H axis has size 1) or is None."""
+        return self.mask is None or self.mask.dim() < 2 or self.mask.shape[-2] == 1
+
+    def coil_power(self) -> torch.Tensor:
+        """S^H S: sum_c |S_c|^2 per pixel, (B, 1, H, W) real."""
+        return self.maps.abs().square().sum(dim=1)
+
     def gram(self, x: torch.Tensor) -> torch.Tensor:
-        """A^H A x for x (B, T, H, W)."""
-        return self.adjoint(self.forward(x))
+        """A^H A x for x (B, T, H, W).
+
+        A mask of whole readout lines (:attr:`line_mask`) commutes with the FFT along H, which
+        then cancels against its inverse: A^H A = S^H F_W^-1 M^2 F_W S needs only FFTs along W
+        (half the 2D transforms' work), and each row is independent, so on the CPU the rows go
+        in cache-sized chunks (:data:`GRAM_CHUNK_BYTES`). Without a mask it is S^H S x. Other
+        masks use ``adjoint(forward(x))``. All three are the same linear map (to round-off).
+        """
+        if self.mask is None:
+            return self.coil_power() * x
+        if not self.line_mask:
+            return self.adjoint(self.forward(x))
+        return self._line_gram(x)
+
+    def _line_gram(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`gram` for a line mask: FFTs along W only, rows in chunks on the CPU."""
+        dtype = complex_dtype(torch.promote_types(self.maps.dtype, x.dtype))
+        width = x.shape[-1:]
+        before, after = centring_ramps(width, False, dtype, x.device, dims=(-1,))
+        inv_before, inv_after = centring_ramps(width, True, dtype, x.device, dims=(-1,))
+        maps_in = self.maps * before
+        maps_out = self.maps.conj() * inv_after
+        middle = (after * (self.mask * self.mask) * inv_before).to(dtype)  # H axis of size 1
+        h = x.shape[-2]
+        rows = h
+        if x.device.type == "cpu":
+            coil_row = torch.broadcast_shapes(self.maps.shape[:2], x.shape[:1] + (1,)).numel() * x.shape[-3] * x.shape[-1]
+            rows = max(1, GRAM_CHUNK_BYTES // max(1, coil_row * torch.empty((), dtype=dtype).element_size()))
+        parts = []
+        for r in range(0, h, rows):
+            sl = slice(r, r + rows)
+            y = torch.fft.fft(maps_in[..., sl, :] * x[..., sl, :].unsqueeze(1), dim=-1, norm="ortho")
+            y = torch.fft.ifft(_times(y, middle), dim=-1, norm="ortho")
+            parts.append((maps_out[..., sl, :] * y).sum(dim=1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """Unmasked coil k-space F S x, (B, T, H, W) -> (B, C, T, H, W)."""
@@ -116,15 +164,19 @@ def _times(y: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return y * factor
 
 
-def hard_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
+def hard_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, adjoint_k0: torch.Tensor | None = None) -> torch.Tensor:
     """Hard (noiseless) data consistency, paper eq. 6 with lambda -> infinity.
 
-    k = F S x; k <- (1 - M) k + M k0; x <- S^H F^-1 k.
+    k = F S x; k <- (1 - M) k + M k0; x <- S^H F^-1 k, computed as the equal
+    S^H S x - A^H A x + A^H k0 (F is unitary and M^2 = M for a {0, 1} mask) when the mask is a
+    line mask (:attr:`SenseOp.line_mask`, whose A^H A is cheap) or A^H k0 is given.
 
     Args:
         x: current image estimate (B, T, H, W) complex.
         k0: measured k-space (B, C, T, H, W) complex (zero where not sampled).
         op: SenseOp holding maps and mask.
+        adjoint_k0: ``op.adjoint(k0)`` when the caller has it (unrolled models compute it once
+            for all cascades); None computes it here.
 
     Returns:
         Image (B, T, H, W) complex.
@@ -132,15 +184,21 @@ def hard_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
     m = op.mask
     if m is None:
         return op.reduce(k0)
+    if op.line_mask or adjoint_k0 is not None:
+        adj = op.adjoint(k0) if adjoint_k0 is None else adjoint_k0
+        return op.coil_power() * x - op.gram(x) + adj
     k = op.expand(x)
     k = k - m * k + m * k0
     return op.reduce(k)
 
 
-def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | float) -> torch.Tensor:
+def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | float,
+            adjoint_k0: torch.Tensor | None = None) -> torch.Tensor:
     """Soft data consistency with regularisation weight lambda_0 (paper eq. 5-6).
 
-    On sampled locations k <- (k + lam * k0) / (1 + lam); elsewhere k is kept.
+    On sampled locations k <- (k + lam * k0) / (1 + lam); elsewhere k is kept, so the image is
+    S^H F^-1 k. With a line mask (:attr:`SenseOp.line_mask`) or A^H k0 given it is computed as
+    the equal S^H S x - w (A^H A x - A^H k0), w = lam / (1 + lam) (M^2 = M).
     ``lam = inf`` reduces to :func:`hard_dc`; ``lam = 0`` leaves k unchanged.
 
     Args:
@@ -148,12 +206,17 @@ def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | 
         k0: (B, C, T, H, W) complex measured k-space.
         op: SenseOp with maps and mask.
         lam: non-negative scalar (float or tensor, may be learnable).
+        adjoint_k0: ``op.adjoint(k0)`` when the caller has it; None computes it when needed.
 
     Returns:
         Image (B, T, H, W) complex.
     """
     if isinstance(lam, float) and lam == float("inf"):
-        return hard_dc(x, k0, op)
+        return hard_dc(x, k0, op, adjoint_k0)
+    if op.mask is not None and (op.line_mask or adjoint_k0 is not None):
+        adj = op.adjoint(k0) if adjoint_k0 is None else adjoint_k0
+        lam = torch.as_tensor(lam, device=x.device, dtype=x.real.dtype)
+        return op.coil_power() * x - lam / (1 + lam) * (op.gram(x) - adj)
     k = op.expand(x)
     m = op.mask if op.mask is not None else torch.ones((), device=k.device)
     lam = torch.as_tensor(lam, device=k.device, dtype=k.real.dtype)

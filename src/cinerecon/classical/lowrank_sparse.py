@@ -212,7 +212,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
     mask = mask.to(kspace.real.dtype)
     op = SenseOp(maps, mask)
     d = kspace * mask
-    m = op.adjoint(d)
+    m = adj_d = op.adjoint(d)
     if start is not None:
         if start.shape != m.shape:
             raise DataError(f"lplus_s: start shape {tuple(start.shape)} differs from the image {tuple(m.shape)}")
@@ -226,24 +226,31 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
     active = torch.ones(b, dtype=torch.bool, device=m.device)
     done = torch.zeros(b, dtype=torch.long, device=m.device)
     early = may_stop_early(m)
+    all_active = True  # known on the CPU only (see below); elsewhere the torch.where always runs
     for _ in range(p.iters):
         new_low = singular_value_threshold(m - sparse, svt_lam)
         new_sparse = ifft1c(soft_threshold(fft1c(m - low, dim=1), thr_s), dim=1)
         x = new_low + new_sparse
-        new_m = x - op.adjoint(op.forward(x) - d)
+        new_m = x - (op.gram(x) - adj_d)  # = x - A^H (A x - d), with the cheap A^H A of a line mask
         change = (new_m - m).reshape(b, -1).norm(dim=1) / m.reshape(b, -1).norm(dim=1).clamp_min(tiny)
-        a = active.reshape(keep)
-        low = torch.where(a, new_low, low)
-        sparse = torch.where(a, new_sparse, sparse)
-        m = torch.where(a, new_m, m)
+        if early and all_active:
+            low, sparse, m = new_low, new_sparse, new_m
+        else:
+            a = active.reshape(keep)
+            low = torch.where(a, new_low, low)
+            sparse = torch.where(a, new_sparse, sparse)
+            m = torch.where(a, new_m, m)
         done = done + active.long()
         active = active & (change >= p.tol)
         # Reading ``active`` to the host is the loop's only host sync, so it is done on the CPU
         # only (see may_stop_early). Elsewhere all iterations run: finished items are frozen by
         # the torch.where above and their counts stop, so the result is the same. The
         # thresholds (thr_s, the relative SVT cut) stay tensors and never reach Python.
-        if early and not bool(active.any()):
-            break
+        if early:
+            still = int(active.sum())
+            if still == 0:
+                break
+            all_active = still == b
     return LplusSResult(low, sparse, done)
 
 

@@ -38,9 +38,14 @@ class GradientStepDC(nn.Module):
         super().__init__()
         self.eta = nn.Parameter(torch.tensor(float(init)))
 
-    def forward(self, x: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
-        """x (B, T, H, W), k0 (B, C, T, H, W) masked measurements -> (B, T, H, W)."""
-        return x - self.eta * op.adjoint(op.forward(x) - k0)
+    def forward(self, x: torch.Tensor, k0: torch.Tensor, op: SenseOp,
+                adjoint_k0: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, H, W), k0 (B, C, T, H, W) masked measurements, ``op.adjoint(k0)`` if known -> (B, T, H, W).
+
+        A^H (A x - k0) is computed as ``op.gram(x) - op.adjoint(k0)`` (the same linear map).
+        """
+        adj = op.adjoint(k0) if adjoint_k0 is None else adjoint_k0
+        return x - self.eta * (op.gram(x) - adj)
 
 
 class CGDataConsistency(nn.Module):
@@ -61,10 +66,11 @@ class CGDataConsistency(nn.Module):
         self.log_mu = nn.Parameter(torch.tensor(math.log(mu)))
         self.iters = iters
 
-    def forward(self, z: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
-        """z (B, T, H, W) denoised image, k0 (B, C, T, H, W) -> (B, T, H, W)."""
+    def forward(self, z: torch.Tensor, k0: torch.Tensor, op: SenseOp,
+                adjoint_k0: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, T, H, W) denoised image, k0 (B, C, T, H, W), ``op.adjoint(k0)`` if known -> (B, T, H, W)."""
         mu = self.log_mu.exp()
-        rhs = op.adjoint(k0) + mu * z
+        rhs = (op.adjoint(k0) if adjoint_k0 is None else adjoint_k0) + mu * z
         return conjugate_gradient(lambda v: op.gram(v) + mu * v, rhs, x0=z, iters=self.iters, tol=0.0)
 
 

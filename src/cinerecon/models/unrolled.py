@@ -104,7 +104,9 @@ def unpad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
     return x[..., top:h - bottom, left:w - right]
 
 
-DataConsistency = Callable[[torch.Tensor, torch.Tensor, SenseOp], torch.Tensor]
+#: ``dc(x, k0, op, adjoint_k0)``: image-domain DC modules get ``op.adjoint(k0)`` computed once
+#: per forward pass (None for the k-space update, whose DC works on coil k-space).
+DataConsistency = Callable[[torch.Tensor, torch.Tensor, SenseOp, "torch.Tensor | None"], torch.Tensor]
 
 
 class SoftDC(nn.Module):
@@ -114,10 +116,12 @@ class SoftDC(nn.Module):
         super().__init__()
         self.log_lam = None if init is None else nn.Parameter(torch.tensor(math.log(init)))
 
-    def forward(self, x: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, k0: torch.Tensor, op: SenseOp,
+                adjoint_k0: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, H, W), k0 (B, C, T, H, W) masked measurements, ``op.adjoint(k0)`` if known -> (B, T, H, W)."""
         if self.log_lam is None:
-            return hard_dc(x, k0, op)
-        return soft_dc(x, k0, op, self.log_lam.exp())
+            return hard_dc(x, k0, op, adjoint_k0)
+        return soft_dc(x, k0, op, self.log_lam.exp(), adjoint_k0)
 
 
 class KSpaceSoftDC(nn.Module):
@@ -134,8 +138,9 @@ class KSpaceSoftDC(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.full((1,), float(init)))
 
-    def forward(self, k: torch.Tensor, k0: torch.Tensor, op: SenseOp) -> torch.Tensor:
-        """k current, k0 measured coil k-space (B, C, T, H, W) complex -> (B, C, T, H, W)."""
+    def forward(self, k: torch.Tensor, k0: torch.Tensor, op: SenseOp,
+                adjoint_k0: torch.Tensor | None = None) -> torch.Tensor:
+        """k current, k0 measured coil k-space (B, C, T, H, W) complex -> (B, C, T, H, W) (``adjoint_k0`` unused)."""
         diff = k - k0
         return k - self.weight * (diff if op.mask is None else op.mask * diff)
 
@@ -284,20 +289,22 @@ class Unrolled(nn.Module):
         self.normalise = normalise
         self.update = update
 
-    def initial_image(self, kspace: torch.Tensor, op: SenseOp, calibrated: list[bool] | None = None) -> torch.Tensor:
+    def initial_image(self, kspace: torch.Tensor, op: SenseOp, calibrated: list[bool] | None = None,
+                      adjoint_k0: torch.Tensor | None = None) -> torch.Tensor:
         """The first cascade's input (B, T, H, W) from the masked k-space (B, C, T, H, W).
 
-        ``calibrated``: :func:`calibrated_items` of these items when known (not read again).
+        ``calibrated``: :func:`calibrated_items` of these items when known (not read again);
+        ``adjoint_k0``: ``op.adjoint(kspace)`` when known (the zero-filled image).
         """
         if self.initial == "zero_filled":
-            return op.adjoint(kspace)
+            return op.adjoint(kspace) if adjoint_k0 is None else adjoint_k0
         if self.initial == "view_sharing":
             return op.reduce(share_views(kspace, op.mask))
         return _sense_or_lplus_s(kspace, op, self.initial in ("lplus_s", "lplus_s_kt"),
                                  kt_lplus_s=self.initial == "lplus_s_kt", calibrated=calibrated)
 
     def _cascade(self, i: int, z: torch.Tensor, state: Any, kspace: torch.Tensor,
-                 op: SenseOp, cascades: nn.ModuleList) -> tuple[torch.Tensor, Any]:
+                 op: SenseOp, cascades: nn.ModuleList, adjoint_k0: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
         x = op.reduce(z) if self.update == "kspace" else z
         stats = None
         if self.normalise:
@@ -310,7 +317,7 @@ class Unrolled(nn.Module):
         dc = self.dc[i] if isinstance(self.dc, nn.ModuleList) else self.dc
         if self.update == "kspace":
             return dc(z, kspace, op) - op.expand(y), state
-        return dc(y, kspace, op), state
+        return dc(y, kspace, op, adjoint_k0), state
 
     def unroll(self, kspace: torch.Tensor, op: SenseOp, cascades: nn.ModuleList | None = None,
                calibrated: list[bool] | None = None) -> torch.Tensor:
@@ -326,14 +333,15 @@ class Unrolled(nn.Module):
             The final image (B, T, H, W) with ``update="image"``, the final coil k-space
             (B, C, T, H, W) with ``update="kspace"``.
         """
-        z = kspace if self.update == "kspace" else self.initial_image(kspace, op, calibrated)
+        adj = None if self.update == "kspace" else op.adjoint(kspace)  # A^H k0, for every cascade's DC
+        z = kspace if self.update == "kspace" else self.initial_image(kspace, op, calibrated, adj)
         cascades = self.cascades if cascades is None else cascades
         state = None
         for i in range(len(cascades)):
             if self.checkpoint_cascades and torch.is_grad_enabled():
-                z, state = checkpoint(self._cascade, i, z, state, kspace, op, cascades, use_reentrant=False)
+                z, state = checkpoint(self._cascade, i, z, state, kspace, op, cascades, adj, use_reentrant=False)
             else:
-                z, state = self._cascade(i, z, state, kspace, op, cascades)
+                z, state = self._cascade(i, z, state, kspace, op, cascades, adj)
         return z
 
     def main_weight_items(self, kspace: torch.Tensor, mask: torch.Tensor) -> list[bool]:
