@@ -127,3 +127,44 @@ def test_baseline_dc_modules_equal_their_definitions():
     torch.testing.assert_close(step(x, k0, op, op.adjoint(k0)), ref)
     cg = CGDataConsistency(0.5, 3).double()
     torch.testing.assert_close(cg(x, k0, op), cg(x, k0, op, op.adjoint(k0)))
+
+
+@pytest.mark.parametrize("maps_shape", [(1, 1, 1, 1, 1), (1, 3, 1, 1, 16), (1, 3, 1, 12, 1)])
+def test_maps_broadcast_over_h_or_w_in_chunks(maps_shape, monkeypatch):
+    """Maps with a size-1 H or W axis broadcast in every chunk of rows (as in the 2D definition)."""
+    monkeypatch.setattr(operators, "GRAM_CHUNK_BYTES", 1)
+    g = torch.Generator().manual_seed(4)
+    maps = torch.randn(maps_shape, dtype=torch.complex64, generator=g)
+    x = torch.randn(1, 3, 12, 16, dtype=torch.complex64, generator=g)
+    mask = (torch.rand(1, 1, 3, 1, 16, generator=g) > 0.5).float()
+    op = SenseOp(maps, mask)
+    full = maps.expand(1, maps_shape[1], 1, 12, 16)
+    torch.testing.assert_close(op.gram(x), _gram_definition(x, full, mask), **TOL[torch.complex64])
+    k0 = op.forward(torch.randn_like(x))
+    torch.testing.assert_close(hard_dc(x, k0, op), _dc_definition(x, k0, full, mask, float("inf")),
+                               **TOL[torch.complex64])
+
+
+@pytest.mark.parametrize("line", [True, False])
+def test_dc_with_a_weighted_mask_equals_the_kspace_definition(line):
+    """The DC identity applies the mask once, so it holds for masks that are not {0, 1} too."""
+    mask_shape = (1, 1, 3, 1, 8) if line else (1, 1, 3, 6, 8)
+    x, maps, _ = _problem(1, 4, 3, 6, 8, torch.complex128, mask_shape, seed=6)
+    mask = torch.rand(mask_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    op = SenseOp(maps, mask)
+    k0 = torch.randn(1, 4, 3, 6, 8, dtype=torch.complex128) * mask
+    for adj in (None, op.adjoint(k0)):
+        torch.testing.assert_close(hard_dc(x, k0, op, adj), _dc_definition(x, k0, maps, mask, float("inf")))
+        torch.testing.assert_close(soft_dc(x, k0, op, 0.4, adj), _dc_definition(x, k0, maps, mask, 0.4))
+
+
+def test_soft_dc_with_one_lambda_per_item_keeps_the_kspace_route():
+    x, maps, mask = _problem(2, 3, 3, 6, 8, torch.complex128, (2, 1, 3, 1, 8), seed=8)
+    op = SenseOp(maps, mask)
+    k0 = op.forward(torch.randn_like(x))
+    lam = torch.tensor([0.3, 2.0], dtype=torch.float64).reshape(2, 1, 1, 1, 1)
+    out = soft_dc(x, k0, op, lam, op.adjoint(k0))
+    assert out.shape == x.shape
+    for i in range(2):
+        torch.testing.assert_close(out[i:i + 1], _dc_definition(x[i:i + 1], k0[i:i + 1], maps[i:i + 1],
+                                                               mask[i:i + 1], float(lam[i])))

@@ -124,29 +124,54 @@ class SenseOp:
             return self.coil_power() * x
         if not self.line_mask:
             return self.adjoint(self.forward(x))
-        return self._line_gram(x)
+        return self._line_normal(x, self.mask * self.mask)
 
-    def _line_gram(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`gram` for a line mask: FFTs along W only, rows in chunks on the CPU."""
+    def sampled_part(self, x: torch.Tensor) -> torch.Tensor:
+        """S^H F^-1 M F S x for x (B, T, H, W): the image of the sampled part of x's coil k-space.
+
+        Equal to :meth:`gram` for a {0, 1} mask (M^2 = M); with the mask applied once it is also
+        right for weighted masks, so the data-consistency steps use it. FFTs along W only for a
+        line mask (as in :meth:`gram`), ``reduce(M expand(x))`` otherwise.
+        """
+        if self.mask is None:
+            return self.coil_power() * x
+        if not self.line_mask:
+            return self.reduce(_times(self.expand(x), self.mask))
+        return self._line_normal(x, self.mask)
+
+    def _line_normal(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """S^H F_W^-1 diag(weight) F_W S x for a weight constant along H (a line mask or its square).
+
+        FFTs along W only; on the CPU the rows go in chunks of about :data:`GRAM_CHUNK_BYTES` of
+        multi-coil k-space. Operands whose H axis has size 1 (maps or image broadcast over H)
+        are used whole in every chunk.
+        """
         dtype = complex_dtype(torch.promote_types(self.maps.dtype, x.dtype))
-        width = x.shape[-1:]
+        shape = torch.broadcast_shapes(self.maps.shape, x.unsqueeze(1).shape, weight.shape)  # (B, C, T, H, W)
+        h, width = shape[-2], shape[-1:]
         before, after = centring_ramps(width, False, dtype, x.device, dims=(-1,))
         inv_before, inv_after = centring_ramps(width, True, dtype, x.device, dims=(-1,))
         maps_in = self.maps * before
         maps_out = self.maps.conj() * inv_after
-        middle = (after * (self.mask * self.mask) * inv_before).to(dtype)  # H axis of size 1
-        h = x.shape[-2]
+        middle = (after * weight * inv_before).to(dtype)  # H axis of size 1
         rows = h
         if x.device.type == "cpu":
-            coil_row = torch.broadcast_shapes(self.maps.shape[:2], x.shape[:1] + (1,)).numel() * x.shape[-3] * x.shape[-1]
-            rows = max(1, GRAM_CHUNK_BYTES // max(1, coil_row * torch.empty((), dtype=dtype).element_size()))
+            row_bytes = shape[:3].numel() * shape[-1] * torch.empty((), dtype=dtype).element_size()
+            rows = max(1, GRAM_CHUNK_BYTES // max(1, row_bytes))
+        if rows >= h:
+            y = torch.fft.fft(maps_in * x.unsqueeze(1), dim=-1, norm="ortho")
+            return (maps_out * torch.fft.ifft(_times(y, middle), dim=-1, norm="ortho")).sum(dim=1)
+
+        def chunk(t: torch.Tensor, sl: slice) -> torch.Tensor:
+            return t if t.shape[-2] == 1 else t[..., sl, :]
+
         parts = []
         for r in range(0, h, rows):
             sl = slice(r, r + rows)
-            y = torch.fft.fft(maps_in[..., sl, :] * x[..., sl, :].unsqueeze(1), dim=-1, norm="ortho")
+            y = torch.fft.fft(chunk(maps_in, sl) * chunk(x, sl).unsqueeze(1), dim=-1, norm="ortho")
             y = torch.fft.ifft(_times(y, middle), dim=-1, norm="ortho")
-            parts.append((maps_out[..., sl, :] * y).sum(dim=1))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
+            parts.append((chunk(maps_out, sl) * y).sum(dim=1))
+        return torch.cat(parts, dim=-2)
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """Unmasked coil k-space F S x, (B, T, H, W) -> (B, C, T, H, W)."""
@@ -168,8 +193,9 @@ def hard_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, adjoint_k0: torch.Te
     """Hard (noiseless) data consistency, paper eq. 6 with lambda -> infinity.
 
     k = F S x; k <- (1 - M) k + M k0; x <- S^H F^-1 k, computed as the equal
-    S^H S x - A^H A x + A^H k0 (F is unitary and M^2 = M for a {0, 1} mask) when the mask is a
-    line mask (:attr:`SenseOp.line_mask`, whose A^H A is cheap) or A^H k0 is given.
+    S^H S x - S^H F^-1 M F S x + A^H k0 (F is unitary; :meth:`SenseOp.sampled_part`) when the
+    mask is a line mask (:attr:`SenseOp.line_mask`, whose middle term is cheap) or A^H k0 is
+    given: the sampled entries are then replaced up to float round-off of the image's scale.
 
     Args:
         x: current image estimate (B, T, H, W) complex.
@@ -186,7 +212,7 @@ def hard_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, adjoint_k0: torch.Te
         return op.reduce(k0)
     if op.line_mask or adjoint_k0 is not None:
         adj = op.adjoint(k0) if adjoint_k0 is None else adjoint_k0
-        return op.coil_power() * x - op.gram(x) + adj
+        return op.coil_power() * x - op.sampled_part(x) + adj
     k = op.expand(x)
     k = k - m * k + m * k0
     return op.reduce(k)
@@ -197,15 +223,16 @@ def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | 
     """Soft data consistency with regularisation weight lambda_0 (paper eq. 5-6).
 
     On sampled locations k <- (k + lam * k0) / (1 + lam); elsewhere k is kept, so the image is
-    S^H F^-1 k. With a line mask (:attr:`SenseOp.line_mask`) or A^H k0 given it is computed as
-    the equal S^H S x - w (A^H A x - A^H k0), w = lam / (1 + lam) (M^2 = M).
+    S^H F^-1 k. With a line mask (:attr:`SenseOp.line_mask`) or A^H k0 given, and one lambda,
+    it is computed as the equal S^H S x - w (S^H F^-1 M F S x - A^H k0), w = lam / (1 + lam).
     ``lam = inf`` reduces to :func:`hard_dc`; ``lam = 0`` leaves k unchanged.
 
     Args:
         x: (B, T, H, W) complex.
         k0: (B, C, T, H, W) complex measured k-space.
         op: SenseOp with maps and mask.
-        lam: non-negative scalar (float or tensor, may be learnable).
+        lam: non-negative scalar (float or tensor, may be learnable; a tensor of several values
+            broadcast against the k-space takes the k-space route).
         adjoint_k0: ``op.adjoint(k0)`` when the caller has it; None computes it when needed.
 
     Returns:
@@ -213,10 +240,11 @@ def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | 
     """
     if isinstance(lam, float) and lam == float("inf"):
         return hard_dc(x, k0, op, adjoint_k0)
-    if op.mask is not None and (op.line_mask or adjoint_k0 is not None):
+    single = not torch.is_tensor(lam) or lam.numel() == 1
+    if op.mask is not None and single and (op.line_mask or adjoint_k0 is not None):
         adj = op.adjoint(k0) if adjoint_k0 is None else adjoint_k0
-        lam = torch.as_tensor(lam, device=x.device, dtype=x.real.dtype)
-        return op.coil_power() * x - lam / (1 + lam) * (op.gram(x) - adj)
+        lam = torch.as_tensor(lam, device=x.device, dtype=x.real.dtype).reshape(())
+        return op.coil_power() * x - lam / (1 + lam) * (op.sampled_part(x) - adj)
     k = op.expand(x)
     m = op.mask if op.mask is not None else torch.ones((), device=k.device)
     lam = torch.as_tensor(lam, device=k.device, dtype=k.real.dtype)

@@ -4,7 +4,8 @@ The CRUNet-MR units live in :mod:`cinerecon.models.blocks`; this module holds th
 the baselines need besides those:
 
 * :class:`GradientStepDC` and :class:`CGDataConsistency`: data-consistency modules with
-  the ``dc(x, k0, op)`` signature that :class:`~cinerecon.models.unrolled.Unrolled` takes;
+  the ``dc(x, k0, op, adjoint_k0=None)`` signature that :class:`~cinerecon.models.unrolled.Unrolled`
+  takes (it passes ``op.adjoint(k0)``, computed once per forward pass);
 * :class:`PlaneUNet`: a plain 2D U-Net whose pooling can skip an axis (CineNet's x-t / y-t
   planes pool only the spatial axis, so any frame count works);
 * :class:`ChannelAttention`, :class:`CAB` and :class:`PromptBlock`: the channel-attention and

@@ -230,10 +230,11 @@ class Unrolled(nn.Module):
         denoisers: one module per cascade, ``denoiser(x, state) -> (x, state)`` on
             normalised, padded images (B, T, H', W') complex.
         pad_multiple: H and W are zero-padded up to a multiple of this.
-        dc: data-consistency module ``dc(x, k0, op)`` (one for all cascades) or a sequence
-            of them (one per cascade, e.g. per-cascade weights); hard DC by default. With
-            ``update="kspace"`` it acts on coil k-space, ``dc(k, k0, op) -> k`` (e.g.
-            :class:`KSpaceSoftDC`).
+        dc: data-consistency module ``dc(x, k0, op, adjoint_k0)`` (one for all cascades) or a
+            sequence of them (one per cascade, e.g. per-cascade weights); hard DC by default.
+            ``adjoint_k0`` is ``op.adjoint(k0)``, computed once per forward pass (a module may
+            ignore it). With ``update="kspace"`` it acts on coil k-space, ``dc(k, k0, op) -> k``
+            (e.g. :class:`KSpaceSoftDC`).
         checkpoint_cascades: recompute each cascade's activations in the backward pass
             (activation checkpointing) to save memory in training.
         initial: the first cascade's input: ``"zero_filled"`` (S^H F^-1 M k, the authors'
