@@ -113,14 +113,61 @@ def conv_frames(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return unfold(conv(fold(x)), x.shape[0])
 
 
+def pixel_rows(x: torch.Tensor) -> torch.Tensor | None:
+    """Channels-fastest (B, T, C, H, W) features as a (B*T*H*W, C) matrix view, or None for other layouts."""
+    if x.dim() != 5:
+        return None
+    p = x.permute(0, 1, 3, 4, 2)
+    return p.view(-1, x.shape[2]) if p.is_contiguous() else None
+
+
+def _from_rows(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B*T*H*W, C') rows -> (B, T, C', H, W) channels-fastest, for features shaped like ``like``."""
+    b, t, _, h, w = like.shape
+    return y.view(b, t, h, w, y.shape[-1]).permute(0, 1, 4, 2, 3)
+
+
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution of every frame, (B, T, C_in, H, W) -> (B, T, C_out, H, W).
+
+    On channels-fastest features it is one matrix product of the (pixels, C_in) view, with no
+    layout copies (PyTorch otherwise sends small-batch 1x1 convolutions on one thread to its
+    slow im2col path); other layouts use ``F.conv2d``.
+
+    Args:
+        x: (B, T, C_in, H, W).
+        weight: (C_out, C_in, 1, 1) or (C_out, C_in).
+        bias: (C_out,) or None.
+    """
+    rows = pixel_rows(x)
+    w = weight.reshape(weight.shape[0], -1)
+    if rows is None:
+        return unfold(F.conv2d(fold(x), w[..., None, None], bias), x.shape[0])
+    y = rows @ w.t() if bias is None else torch.addmm(bias, rows, w.t())
+    return _from_rows(y, x)
+
+
 def side_conv(chans: int, enabled: bool) -> nn.Conv2d | None:
     """A 1x1 side-branch Conv2d (C -> C) around a U-Net unit, or None when disabled."""
     return nn.Conv2d(chans, chans, 1) if enabled else None
 
 
 def add_side(y: torch.Tensor, side: nn.Conv2d | None, x: torch.Tensor) -> torch.Tensor:
-    """A unit's output y plus its side branch applied to the unit's input x (B, T, C, H, W)."""
-    return y if side is None else y + conv_frames(side, x)
+    """A unit's output y plus its side branch applied to the unit's input x (B, T, C, H, W).
+
+    On channels-fastest features of one dtype the 1x1 convolution is accumulated into a copy
+    of y by one matrix product (no separate convolution output and sum).
+    """
+    if side is None:
+        return y
+    rows_x = pixel_rows(x)
+    if rows_x is None or pixel_rows(y) is None or y.shape[:2] + y.shape[3:] != x.shape[:2] + x.shape[3:]:
+        return y + pointwise_conv(x, side.weight, side.bias)
+    w = side.weight.reshape(side.weight.shape[0], -1)
+    out = torch.addmm(pixel_rows(y), rows_x, w.t())
+    if side.bias is not None:
+        out = out + side.bias.to(out.dtype) if torch.is_grad_enabled() else out.add_(side.bias.to(out.dtype))
+    return _from_rows(out, x)
 
 
 def shift_sum(z: torch.Tensor, padding: TemporalPadding) -> torch.Tensor:
@@ -187,8 +234,30 @@ def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
     Returns:
         (B, T, C_out, H, W).
+
+    On channels-fastest features it is three matrix products of the (pixels, C) view: the
+    centre tap (with the bias) makes the output, and the two outer taps are accumulated into
+    its frame ranges in place (frames t >= 1 get W_0 x_{t-1}, frames t <= T-2 get W_2 x_{t+1},
+    and with circular padding frame 0 gets W_0 x_{T-1} and frame T-1 gets W_2 x_0), so no
+    per-tap output is written and shifted. Other layouts use :func:`tap_conv`.
     """
-    return tap_conv(x, weight[..., None, None], bias, padding)
+    rows = pixel_rows(x)
+    if rows is None:
+        return tap_conv(x, weight[..., None, None], bias, padding)
+    b, t, c_in, h, w = x.shape
+    taps = weight.permute(2, 1, 0)  # (3, C_in, C_out): taps[k] = W_k^T
+    y = rows @ taps[1] if bias is None else torch.addmm(bias, rows, taps[1])
+    w0, w2 = taps[0].to(y.dtype), taps[2].to(y.dtype)
+    ys, xs = y.view(b, t, h * w, -1), rows.view(b, t, h * w, c_in).to(y.dtype)
+    for i in range(b):
+        yi, xi = ys[i], xs[i]
+        if t > 1:
+            yi[1:].view(-1, yi.shape[-1]).addmm_(xi[:-1].reshape(-1, c_in), w0)
+            yi[:-1].view(-1, yi.shape[-1]).addmm_(xi[1:].reshape(-1, c_in), w2)
+        if padding == "circular":
+            yi[0].addmm_(xi[t - 1], w0)
+            yi[t - 1].addmm_(xi[0], w2)
+    return _from_rows(y, x)
 
 
 class Conv2p1d(nn.Module):
@@ -338,6 +407,13 @@ class CRNNUnit(nn.Module):
         """
         pre = self.cell.input_terms(x, hiter)
         b, t = pre.shape[:2]
+        if not (torch.is_grad_enabled() and pre.requires_grad):  # inference: the scan in place
+            if self.direction == "forward":
+                return self._scan_in_place(pre, reverse=False)
+            if self.direction == "backward":
+                return self._scan_in_place(pre, reverse=True)
+            both = self._scan_in_place(cat_features([pre, pre.flip(1)], 0), reverse=False)
+            return both[:b].add_(both[b:].flip(1))
         if self.direction == "bidirectional":
             # both directions advance together: forward step s and backward step s share one conv
             both = cat_features([pre, pre.flip(1)], 0)
@@ -346,6 +422,19 @@ class CRNNUnit(nn.Module):
         if self.direction == "backward":
             return self._scan(pre.flip(1)).flip(1)
         return self._scan(pre)
+
+    def _scan_in_place(self, pre: torch.Tensor, reverse: bool) -> torch.Tensor:
+        """:meth:`_scan` (``reverse``: from frame T-1 down to 0) writing h_t over ``pre``, which it returns.
+
+        Without autograd only: each frame's sum and ReLU are done in place, and the frames of
+        ``pre`` become the output, so no per-frame tensors are allocated and stacked.
+        """
+        order = range(pre.shape[1] - 1, -1, -1) if reverse else range(pre.shape[1])
+        h = None
+        for s in order:
+            h = pre[:, s] if h is None else pre[:, s].add_(self.cell.recur(h))
+            h.relu_()
+        return pre
 
     def _scan(self, pre: torch.Tensor) -> torch.Tensor:
         """h_t = ReLU(pre_t + h2h(h_{t-1})) for t = 0..T-1 with h_{-1} = 0, (N, T, C, H, W)."""
