@@ -104,3 +104,13 @@ def test_in_place_scan_equals_the_autograd_scan(direction, layout):
     with torch.inference_mode():
         torch.testing.assert_close(unit(x, hiter), slow.detach(), atol=1e-6, rtol=1e-6)
     assert torch.equal(x, _features(2, 5, 4, 6, 6, 11, layout))  # the inputs are not modified
+
+
+def test_scan_with_only_the_recurrent_weight_trainable_keeps_autograd():
+    """Grad enabled, inputs without grad, only h2h trainable: the autograd scan runs and backward works."""
+    unit = CRNNUnit(3, 1, "forward")
+    for name, p in unit.named_parameters():
+        p.requires_grad_(name == "cell.h2h.weight")
+    x = _features(2, 4, 3, 5, 5, 13, "channels_last")
+    unit(x, x).square().sum().backward()
+    assert unit.cell.h2h.weight.grad is not None and unit.cell.h2h.weight.grad.abs().sum() > 0

@@ -250,8 +250,12 @@ def test_torchrun_two_processes_train_crunet_like_one_process(tmp_path, two_sets
     a, b = read_checkpoint(tmp_path / "two" / "last.pt"), read_checkpoint(tmp_path / "one" / "last.pt")
     assert a.epoch == b.epoch == 3 and a.step == b.step == 6
     assert set(a.state_dict) == set(b.state_dict)
+    # AdamW divides each gradient by its running RMS, so float round-off in a near-zero gradient
+    # (the two runs sum the items' gradients in different orders and batch sizes) moves a weight
+    # by up to lr per step: measured up to 1.3e-4 after these 6 steps. Items dealt or averaged
+    # wrongly move weights by O(lr) = 3e-3 per step, far beyond this tolerance.
     for k in a.state_dict:
-        torch.testing.assert_close(a.state_dict[k], b.state_dict[k], atol=2e-5, rtol=1e-4, msg=k)
+        torch.testing.assert_close(a.state_dict[k], b.state_dict[k], atol=5e-4, rtol=1e-3, msg=k)
     if two_sets:  # both sets trained (the k-t items reached the second set)
         start = build_model("crunet", chans=4, cascades=2, uncalibrated_weights=True).state_dict()
         for prefix in ("cascades.", "uncalibrated_cascades."):

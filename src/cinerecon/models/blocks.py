@@ -407,7 +407,8 @@ class CRNNUnit(nn.Module):
         """
         pre = self.cell.input_terms(x, hiter)
         b, t = pre.shape[:2]
-        if not (torch.is_grad_enabled() and pre.requires_grad):  # inference: the scan in place
+        if not (torch.is_grad_enabled() and (pre.requires_grad or self.cell.h2h.weight.requires_grad)):
+            # no autograd through the recurrence (inference): the scan in place
             if self.direction == "forward":
                 return self._scan_in_place(pre, reverse=False)
             if self.direction == "backward":
