@@ -25,6 +25,9 @@ forward + adjoint; A^H A; hard DC; CG-SENSE (10 iterations); L+S (the paper's st
 threshold, up to 50 iterations); and the shipped CRUNet-MR (its L+S start and 5 cascades of
 data consistency) on one SAX slice, where the FFTs are only part of the work.
 
+The allocator is tuned at start-up as the ``cinerecon`` CLI does (``--system-malloc`` keeps
+glibc's default, as a Python session that never ran the CLI has it).
+
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fft_speed.py --threads 1
@@ -43,6 +46,7 @@ from typing import Callable, Iterator
 import torch
 
 import cinerecon.fft as cfft
+import cinerecon.runtime as runtime
 import cinerecon.models.unrolled as unrolled
 from cinerecon.classical.cg_sense import cg_sense
 from cinerecon.classical.lowrank_sparse import lplus_s
@@ -169,11 +173,16 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-model", action="store_true", help="leave out the shipped CRUNet-MR call")
     p.add_argument("--small", action="store_true", help="tiny sizes (a smoke test of the script)")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="keep glibc's default allocator (as a Python session that never ran the CLI has it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    # as the CLI does at start-up; with the system allocator every multi-coil temporary over
+    # glibc's mmap threshold is page-faulted in afresh, which slows both sides (more so the reference)
+    allocator = "system allocator (--system-malloc)" if args.system_malloc else runtime.tune_cpu_allocator()
     print(f"# centred FFTs: phase ramps (ours) vs fftshift/ifftshift (reference); {args.threads} thread(s), "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}; {allocator}")
     c, t, h, w = (4, 3, 32, 48) if args.small else (10, 12, 204, 448)
     for shape in ((1, c, t, h, w), (1, c, t, h + 1, w - 1), (1, c, t, 128 // (4 if args.small else 1), 128 // (4 if args.small else 1))):
         x = torch.randn(shape, dtype=torch.complex64)

@@ -63,6 +63,38 @@ def test_singular_value_threshold_matches_numpy():
     np.testing.assert_allclose(singular_value_threshold(x, 0.0).numpy(), x.numpy(), atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.float32, torch.float64])
+def test_singular_value_threshold_other_dtypes_layouts_and_per_item_thresholds(dtype):
+    """complex64 and real input, a frames-fastest layout (as the FFT along T returns) and one
+    threshold per item give NumPy's SVD thresholding."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 7, 5, 6, dtype=torch.float64, generator=g).permute(0, 2, 3, 1)  # (2, 5, 6, 7), T not outermost
+    if dtype.is_complex:
+        x = torch.complex(x, torch.randn(2, 7, 5, 6, dtype=torch.float64, generator=g).permute(0, 2, 3, 1))
+    x = x.to(dtype)
+    lam = torch.tensor([0.1, 0.4], dtype=torch.float64)
+    out = singular_value_threshold(x, lam)
+    assert out.dtype == x.dtype and out.shape == x.shape
+    for b in range(2):
+        cas = x[b].reshape(5, -1).T.numpy().astype(np.complex128)
+        u, sv, vh = np.linalg.svd(cas, full_matrices=False)
+        ref = ((u * np.maximum(sv - float(lam[b]) * sv[0], 0)) @ vh).T.reshape(5, 6, 7)
+        tol = 1e-5 if dtype in (torch.complex64, torch.float32) else 1e-12
+        np.testing.assert_allclose(out[b].numpy(), ref.real if not dtype.is_complex else ref, atol=tol)
+
+
+def test_item_norms_and_fft1c_layout():
+    """Per-item norms over the real view equal NumPy's for any layout; fft1c along T returns the standard layout."""
+    from cinerecon.classical.lowrank_sparse import _item_norms
+    from cinerecon.fft import fft1c
+
+    x = torch.randn(3, 4, 5, 6, dtype=torch.complex64).transpose(1, 3)
+    ref = np.linalg.norm(x.numpy().reshape(3, -1), axis=1)
+    np.testing.assert_allclose(_item_norms(x).numpy(), ref, rtol=1e-6)
+    y = fft1c(torch.randn(2, 6, 8, 10, dtype=torch.complex64), dim=1)
+    assert y.is_contiguous()
+
+
 def test_soft_threshold_closed_form():
     x = torch.tensor([3 + 4j, 0.1 + 0j, 0j, -2j], dtype=torch.complex128)
     out = soft_threshold(x, torch.tensor(1.0, dtype=torch.float64))

@@ -100,7 +100,11 @@ def _centred(x: torch.Tensor, dims: tuple[int, ...], inverse: bool) -> torch.Ten
     dims = _axes(dims, x.ndim)
     before, after = _ramps(x.shape, dims, inverse, x.dtype, x.device)
     transform = torch.fft.ifftn if inverse else torch.fft.fftn
-    return transform(x * before, dim=dims, norm="ortho").mul_(after)
+    out = transform(x * before, dim=dims, norm="ortho").mul_(after)
+    # Over axes other than the last ones (e.g. the frames), the FFT returns its transformed axis
+    # stored fastest; every later element-wise operation would inherit that layout (and an FFT
+    # over W of it would copy), so return the standard one.
+    return out if out.is_contiguous() else out.contiguous()
 
 
 def fft2c(x: torch.Tensor, dim: tuple[int, int] = DIMS) -> torch.Tensor:
