@@ -273,3 +273,21 @@ def test_feature_layout_smoke(capsys):
     assert crunet_module.channels_last_frames is convert  # restored
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("16x12 fp32")]
     assert len(lines) == 1 and float(lines[0].rsplit(" ", 1)[-1]) < 1e-5
+
+
+def test_versus_commit_smoke(capsys):
+    """Against this checkout's own HEAD: the script times both sides, prints three ratios with
+    identical outputs, and removes its worktree."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    before = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
+    bench = load_benchmark("versus_commit")
+    assert bench.main(["HEAD", "--rounds", "1", "--size", "16", "32", "--frames", "3", "--coils", "2"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "max rel. difference" in line]
+    assert len(lines) == 3
+    assert max(float(line.rsplit(" ", 1)[-1]) for line in lines) < 1e-5  # HEAD and the working tree agree
+    after = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
+    assert after == before

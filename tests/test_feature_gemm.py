@@ -114,3 +114,15 @@ def test_scan_with_only_the_recurrent_weight_trainable_keeps_autograd():
     x = _features(2, 4, 3, 5, 5, 13, "channels_last")
     unit(x, x).square().sum().backward()
     assert unit.cell.h2h.weight.grad is not None and unit.cell.h2h.weight.grad.abs().sum() > 0
+
+
+def test_cat_features_edge_cases_follow_torch_cat():
+    """A zero-channel part joins like torch.cat; an out-of-range dim raises as torch.cat does."""
+    from cinerecon.models.blocks import cat_features
+
+    a = _features(2, 3, 4, 5, 6, 14, "channels_last")
+    empty = torch.randn(2, 3, 0, 5, 6)
+    torch.testing.assert_close(cat_features([a, empty], 2), torch.cat([a, empty], 2))
+    for dim in (7, -8):
+        with pytest.raises(IndexError):
+            cat_features([a, a], dim)

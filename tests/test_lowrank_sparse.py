@@ -83,6 +83,15 @@ def test_singular_value_threshold_other_dtypes_layouts_and_per_item_thresholds(d
         np.testing.assert_allclose(out[b].numpy(), ref.real if not dtype.is_complex else ref, atol=tol)
 
 
+def test_conjugate_views_are_accepted():
+    """A lazily conjugated tensor (``x.conj()``) gives the values of its resolved copy."""
+    from cinerecon.classical.lowrank_sparse import _item_norms
+
+    x = torch.randn(2, 4, 3, 5, dtype=torch.complex64)
+    torch.testing.assert_close(singular_value_threshold(x.conj(), 0.2), singular_value_threshold(x.conj().resolve_conj(), 0.2))
+    torch.testing.assert_close(_item_norms(x.conj()), _item_norms(x))
+
+
 def test_item_norms_and_fft1c_layout():
     """Per-item norms over the real view equal NumPy's for any layout; fft1c along T returns the standard layout."""
     from cinerecon.classical.lowrank_sparse import _item_norms

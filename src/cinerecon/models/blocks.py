@@ -85,8 +85,8 @@ def cat_features(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
                and all(x.shape[i] == first.shape[i] for i in range(5) if i != dim % 5) for x in tensors)
     if not (_channels_fastest(first) and same):  # torch.cat's layout, or its error
         return torch.cat(tensors, dim)
-    rows = [pixel_rows(x) for x in tensors]
-    if dim % 5 == 2 and all(r is not None for r in rows):
+    rows = [pixel_rows(x) if x.shape[2] > 0 else None for x in tensors]
+    if -5 <= dim < 5 and dim % 5 == 2 and all(r is not None for r in rows):
         # along the channels: one torch.cat of the (pixels, C) views (5x faster than copying
         # into channel slices, whose short strided runs copy slowly at 16 channels)
         return _from_rows(torch.cat(rows, dim=1), first)
@@ -279,7 +279,8 @@ class Conv2p1d(nn.Module):
         temporal_padding: "circular" or "zero" padding of the temporal Conv1d.
 
     Submodules ``spatial`` (Conv2d / ConvTranspose2d) and ``temporal`` (Conv1d C_out -> C_out,
-    kernel 3) hold the weights in standard PyTorch layouts.
+    kernel 3) hold the weights in standard PyTorch layouts. Without autograd the ReLU acts in
+    place on ``spatial``'s output (a forward hook that keeps that output sees it activated).
     """
 
     def __init__(self, in_chans: int, out_chans: int, kernel: int = 3, stride: int = 1,
