@@ -4,9 +4,12 @@ Checks the given commit out into a temporary git worktree and times, in child pr
 import the package from either source tree (alternating, ``--rounds`` times each), on one
 CMRxRecon-size SAX slice (10 coils x 12 frames x 204 x 448, equispaced R = 8 with 24 ACS lines):
 CG-SENSE (10 iterations), L+S with its defaults, and the shipped CRUNet-MR
-(``load_pretrained("crunet")``, L+S start, 5 cascades). Each child tunes the allocator as the
-CLI does, runs each call once to warm up and times the second call. Prints the median time per
-side, the ratio (before / now) and the largest relative difference of the outputs.
+(``load_pretrained("crunet")``, L+S start, 5 cascades); and one training step (forward, L1
+loss, backward) of a seeded CRUNet-MR at the training recipe's size (chans 16, 5 cascades,
+batch 2 of 64 x 64 crops, 12 frames, 10 coils, R = 8 with 8 ACS lines), whose "output" is the
+gradient of all weights. Each child tunes the allocator as the CLI does, runs each call once
+to warm up and times the second call. Prints the median time per side, the ratio
+(before / now) and the largest relative difference of the outputs.
 
 Usage (from the repository root)::
 
@@ -53,6 +56,23 @@ with torch.no_grad():
         t0 = time.perf_counter()
         results[name] = fn()
         times[name] = time.perf_counter() - t0
+from cinerecon.models import build_model
+torch.manual_seed(0)
+net = build_model("crunet", chans=16, cascades=5).train()
+tc, tt, ts = 10, 12, 64
+tmaps = torch.randn(2, tc, 1, ts, ts, dtype=torch.complex64, generator=g)
+tmaps = tmaps / tmaps.abs().pow(2).sum(1, keepdim=True).sqrt()
+tmask = make_mask(MaskSpec("equispaced_acs", 8, 8), tt, ts, seed=0)[None]
+tk = torch.randn(2, tc, tt, ts, ts, dtype=torch.complex64, generator=g) * tmask
+target = torch.randn(2, tt, ts, ts, dtype=torch.complex64, generator=g)
+def train_step():
+    net.zero_grad()
+    (net(tk, tmask, tmaps) - target).abs().mean().backward()
+    return torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+train_step()
+t0 = time.perf_counter()
+results["training step (recipe size)"] = train_step()
+times["training step (recipe size)"] = time.perf_counter() - t0
 torch.save(results, out + ".pt")
 print(json.dumps(times))
 """
@@ -92,7 +112,8 @@ def main(argv=None) -> int:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     h, w = args.size
     print(f"# {args.commit} (before) vs this checkout (now): {args.coils} coils x {args.frames} frames x {h} x {w}, "
-          f"R = 8, {args.threads} thread(s), median of {args.rounds} alternating runs")
+          f"R = 8, {args.threads} thread(s), median of {args.rounds} alternating runs (training step: "
+          f"chans 16, batch 2 x 10 x 12 x 64 x 64)")
     for call in times["now"][0]:
         before = statistics.median(r[call] for r in times["before"])
         now = statistics.median(r[call] for r in times["now"])

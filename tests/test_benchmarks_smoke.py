@@ -276,7 +276,7 @@ def test_feature_layout_smoke(capsys):
 
 
 def test_versus_commit_smoke(capsys):
-    """Against this checkout's own HEAD: the script times both sides, prints three ratios with
+    """Against this checkout's own HEAD: the script times both sides, prints four ratios with
     identical outputs, and removes its worktree."""
     import subprocess
 
@@ -287,7 +287,7 @@ def test_versus_commit_smoke(capsys):
     bench = load_benchmark("versus_commit")
     assert bench.main(["HEAD", "--rounds", "1", "--size", "16", "32", "--frames", "3", "--coils", "2"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "max rel. difference" in line]
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert max(float(line.rsplit(" ", 1)[-1]) for line in lines) < 1e-5  # HEAD and the working tree agree
     after = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
     assert after == before
