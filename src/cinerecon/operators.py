@@ -120,11 +120,7 @@ class SenseOp:
         in cache-sized chunks (:data:`GRAM_CHUNK_BYTES`). Without a mask it is S^H S x. Other
         masks use ``adjoint(forward(x))``. All three are the same linear map (to round-off).
         """
-        if self.mask is None:
-            return self.coil_power() * x
-        if not self.line_mask:
-            return self.adjoint(self.forward(x))
-        return self._line_normal(x, self.mask * self.mask)
+        return self._normal(x, squared=True)
 
     def sampled_part(self, x: torch.Tensor) -> torch.Tensor:
         """S^H F^-1 M F S x for x (B, T, H, W): the image of the sampled part of x's coil k-space.
@@ -133,11 +129,15 @@ class SenseOp:
         right for weighted masks, so the data-consistency steps use it. FFTs along W only for a
         line mask (as in :meth:`gram`), ``reduce(M expand(x))`` otherwise.
         """
+        return self._normal(x, squared=False)
+
+    def _normal(self, x: torch.Tensor, squared: bool) -> torch.Tensor:
+        """S^H F^-1 W F S x with W = M^2 (:meth:`gram`) or M (:meth:`sampled_part`)."""
         if self.mask is None:
             return self.coil_power() * x
-        if not self.line_mask:
-            return self.reduce(_times(self.expand(x), self.mask))
-        return self._line_normal(x, self.mask)
+        if self.line_mask:
+            return self._line_normal(x, self.mask * self.mask if squared else self.mask)
+        return self.adjoint(self.forward(x)) if squared else self.reduce(_times(self.expand(x), self.mask))
 
     def _line_normal(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """S^H F_W^-1 diag(weight) F_W S x for a weight constant along H (a line mask or its square).
@@ -154,24 +154,21 @@ class SenseOp:
         maps_in = self.maps * before
         maps_out = self.maps.conj() * inv_after
         middle = (after * weight * inv_before).to(dtype)  # H axis of size 1
-        rows = h
+        rows = max(h, 1)  # whole slices off the CPU
         if x.device.type == "cpu":
             row_bytes = shape[:3].numel() * shape[-1] * torch.empty((), dtype=dtype).element_size()
             rows = max(1, GRAM_CHUNK_BYTES // max(1, row_bytes))
-        if rows >= h:
-            y = torch.fft.fft(maps_in * x.unsqueeze(1), dim=-1, norm="ortho")
-            return (maps_out * torch.fft.ifft(_times(y, middle), dim=-1, norm="ortho")).sum(dim=1)
 
         def chunk(t: torch.Tensor, sl: slice) -> torch.Tensor:
             return t if t.shape[-2] == 1 else t[..., sl, :]
 
         parts = []
-        for r in range(0, h, rows):
+        for r in range(0, max(h, 1), rows):
             sl = slice(r, r + rows)
             y = torch.fft.fft(chunk(maps_in, sl) * chunk(x, sl).unsqueeze(1), dim=-1, norm="ortho")
             y = torch.fft.ifft(_times(y, middle), dim=-1, norm="ortho")
             parts.append((chunk(maps_out, sl) * y).sum(dim=1))
-        return torch.cat(parts, dim=-2)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """Unmasked coil k-space F S x, (B, T, H, W) -> (B, C, T, H, W)."""
