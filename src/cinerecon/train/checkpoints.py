@@ -75,6 +75,10 @@ class Checkpoint:
         scheduler: scheduler state.
         best: best validation value so far (for best.pt selection) or None.
         rng: :class:`RngState` as a dict, or None.
+        trained_state_dict: with a moving average of the weights (``optim.ema_decay``),
+            ``state_dict`` holds the average and this the trained weights that the optimiser
+            state belongs to (``last.pt`` only; resuming continues from them); else None.
+        ema_updates: updates of that average so far, or None.
         format: :data:`FORMAT`.
         version: :data:`VERSION`.
     """
@@ -89,6 +93,8 @@ class Checkpoint:
     scheduler: dict | None = None
     best: float | None = None
     rng: dict | None = None
+    trained_state_dict: dict | None = None
+    ema_updates: int | None = None
     format: str = FORMAT
     version: int = VERSION
 
@@ -136,12 +142,14 @@ def atomic_torch_save(obj: Any, path: str | Path, overwrite: bool = True) -> Pat
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
                     scheduler: Any, epoch: int, cfg: TrainConfig | dict, step: int = 0,
                     best: float | None = None, rng: bool = True,
-                    model_kwargs: dict | None = None) -> Path:
+                    model_kwargs: dict | None = None, trained: nn.Module | None = None,
+                    ema_updates: int | None = None) -> Path:
     """Save a checkpoint atomically.
 
     Args:
         path: destination file (e.g. ``RUN/last.pt``).
-        model: the model (wrappers such as DDP are unwrapped).
+        model: the model whose weights are the checkpoint's (wrappers such as DDP are
+            unwrapped): the moving average of the weights when a run keeps one.
         optimizer: its state is saved when given.
         scheduler: its ``state_dict()`` is saved when given.
         epoch: epochs completed.
@@ -151,6 +159,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         best: best validation value so far.
         rng: also save the global RNG states (for exact resumption).
         model_kwargs: kwargs the model was built with, when they differ from ``cfg.model.kwargs``.
+        trained: the trained model when ``model`` is its moving average (saved as
+            ``trained_state_dict``, for resuming).
+        ema_updates: the moving average's update count (with ``trained``).
 
     Returns:
         ``path``.
@@ -167,6 +178,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         scheduler=None if scheduler is None else scheduler.state_dict(),
         best=None if best is None else float(best),
         rng=dataclasses.asdict(RngState.capture()) if rng else None,
+        trained_state_dict=None if trained is None else unwrap(trained).state_dict(),
+        ema_updates=None if ema_updates is None else int(ema_updates),
     )
     return atomic_torch_save(ck.to_dict(), path)
 

@@ -107,6 +107,11 @@ class OptimConfig:
         schedule_per: ``"epoch"`` (one scheduler step per epoch) or ``"step"`` (per batch,
             warm-up and decay measured in fractional epochs).
         grad_clip: clip the global gradient norm to this value (None: no clipping).
+        ema_decay: keep an exponential moving average of the weights with this largest
+            per-step decay (e.g. 0.999; warmed up as min(decay, (1 + n) / (10 + n)), see
+            :mod:`cinerecon.train.ema`); the average is validated and saved as the run's
+            weights (``best.pt``, ``last.pt``), the trained weights are kept in ``last.pt``
+            for resuming. None: no average.
     """
 
     lr: float = 3e-4
@@ -116,6 +121,7 @@ class OptimConfig:
     min_lr: float = 1e-4
     schedule_per: Literal["epoch", "step"] = "epoch"
     grad_clip: float | None = None
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         values = {"lr": self.lr, "weight_decay": self.weight_decay, "min_lr": self.min_lr,
@@ -133,6 +139,8 @@ class OptimConfig:
                 raise ConfigError(f"optim.betas[{i}] must be in [0, 1), got {b}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"optim.grad_clip must be > 0 or null (no clipping), got {self.grad_clip}")
+        if self.ema_decay is not None and not (math.isfinite(self.ema_decay) and 0 < self.ema_decay < 1):
+            raise ConfigError(f"optim.ema_decay must be in (0, 1) or null (no average), got {self.ema_decay}")
 
 
 @dataclass

@@ -8,6 +8,11 @@ autocast on CUDA, optional gradient clipping), then validation on the val split
 validation set). The run directory also holds ``config.yaml`` (the resolved config),
 ``metrics.jsonl`` (one line per epoch) and ``tb/`` (TensorBoard scalars).
 
+With ``optim.ema_decay`` a moving average of the weights (:mod:`cinerecon.train.ema`) is
+updated after every optimiser step; it is what validation scores (the trained weights are
+scored too, ``val_psnr_trained``) and what ``best.pt`` and ``last.pt`` hold as their weights,
+``last.pt`` keeping the trained weights beside it for resuming.
+
 With a time budget (``time_budget_min``, ``--time-budget``) the epoch count is fitted to
 the measured time after every epoch, and the clock is also read after every step (no
 device synchronisation): when the next step (plus the expected validation) would overrun,
@@ -50,6 +55,7 @@ from .checkpoints import load_model, prepare_run_dir, read_checkpoint, save_chec
 from .config import ModelConfig, TrainConfig, dump_yaml
 from .data import build_datasets, train_loader, val_loader
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, resolve_device, wrap_model
+from .ema import WeightEMA
 from .losses import LossTerms, reconstruction_loss
 from .schedule import make_scheduler, warmup_cosine
 
@@ -68,6 +74,8 @@ class EpochResult:
         val_psnr: mean validation PSNR (dB) of the reconstruction, or None.
         val_psnr_zf: mean validation PSNR of the zero-filled input, or None.
         val_loss: mean validation loss, or None.
+        val_psnr_trained: with a moving average of the weights (``optim.ema_decay``), the
+            validation PSNR of the trained weights (``val_psnr`` is the average's), else None.
     """
 
     epoch: int
@@ -80,6 +88,7 @@ class EpochResult:
     val_psnr: float | None = None
     val_psnr_zf: float | None = None
     val_loss: float | None = None
+    val_psnr_trained: float | None = None
 
 
 def magnitude_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -226,9 +235,15 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
 
     torch.manual_seed(cfg.seed)
     model, cfg = _build_model(cfg)
-    if resume_ck is not None:
-        unwrap(model).load_state_dict(resume_ck.state_dict)
+    if resume_ck is not None:  # the trained weights (state_dict holds their moving average when kept)
+        trained = resume_ck.trained_state_dict
+        unwrap(model).load_state_dict(trained if trained is not None else resume_ck.state_dict)
     model.to(device)
+    ema = None
+    if cfg.optim.ema_decay is not None:
+        ema = WeightEMA(unwrap(model), cfg.optim.ema_decay)
+        if resume_ck is not None and resume_ck.trained_state_dict is not None:
+            ema.load(resume_ck.state_dict, resume_ck.ema_updates or 0)
 
     loader, sampler = train_loader(train_set, cfg.data, cfg.seed, info, device)
     vloader = val_loader(val_set, cfg.data, info, device) if val_set is not None else None
@@ -291,6 +306,8 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
                 if cfg.optim.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
+                if ema is not None:
+                    ema.update(unwrap(model))
                 step += 1
                 lr = optimizer.param_groups[0]["lr"]
                 if per_step:
@@ -323,14 +340,18 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
             lr = optimizer.param_groups[0]["lr"]
             if not per_step:
                 scheduler.step()
-            val = validate(unwrap(model), vloader, cfg, device, info) if vloader is not None else None
+            val = validate(unwrap(model) if ema is None else ema.model, vloader, cfg, device, info) \
+                if vloader is not None else None
+            val_trained = validate(unwrap(model), vloader, cfg, device, info) \
+                if vloader is not None and ema is not None else None
             stop = False
             if cut:  # the run ends with this shortened epoch: it is the last one
                 cfg, stop = _set_epochs(cfg, epoch + 1, scheduler, n_steps if per_step else 1, run, info), True
             elif cfg.time_budget_min is not None:
                 cfg, stop = _fit_budget(cfg, epoch + 1, budget, scheduler, n_steps if per_step else 1, run, info,
                                         done)
-            result = EpochResult(epoch + 1, lr, *means, *(val if val is not None else (None, None, None)))
+            result = EpochResult(epoch + 1, lr, *means, *(val if val is not None else (None, None, None)),
+                                 val_psnr_trained=None if val_trained is None else val_trained[0])
             score = result.val_psnr if result.val_psnr is not None else -result.loss
             improved = best is None or (math.isfinite(score) and score > best)
             if improved:
@@ -338,9 +359,12 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
             if info.is_main:
                 _log_epoch(writer, result, run, show,
                            {"partial_steps": done, "steps_per_epoch": n_steps} if cut else None)
+                weights = model if ema is None else ema.model  # the average is the run's weights
                 if improved:
-                    save_checkpoint(run / "best.pt", model, None, None, epoch + 1, cfg, step, best, rng=False)
-                save_checkpoint(run / "last.pt", model, optimizer, scheduler, epoch + 1, cfg, step, best)
+                    save_checkpoint(run / "best.pt", weights, None, None, epoch + 1, cfg, step, best, rng=False)
+                save_checkpoint(run / "last.pt", weights, optimizer, scheduler, epoch + 1, cfg, step, best,
+                                trained=None if ema is None else model,
+                                ema_updates=None if ema is None else ema.updates)
             barrier(info)
             if stop or epoch + 1 >= cfg.epochs:
                 break
@@ -414,8 +438,10 @@ def _announce(cfg: TrainConfig, model: nn.Module, train_set: Dataset, val_set: D
         return
     n_params = sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)
     extra = ""
+    if cfg.optim.ema_decay is not None:
+        extra += f", weights averaged (EMA, decay {cfg.optim.ema_decay:g})"
     if cfg.time_budget_min is not None:
-        extra = f", time budget {cfg.time_budget_min:g} min"
+        extra += f", time budget {cfg.time_budget_min:g} min"
         if budget is not None and budget.epoch_start is not None and step_s > 0:
             fit = max(0, int((60.0 * cfg.time_budget_min - (budget.epoch_start - budget.start)) // step_s))
             extra += f" (about {fit} steps, {fit / max(len(loader), 1):.3g} epochs)"
@@ -629,4 +655,6 @@ def _log_epoch(writer: Any, r: EpochResult, run: Path, show: bool, extra: dict |
         msg = f"epoch {r.epoch}: loss {r.loss:.4g} lr {r.lr:.2e}"
         if r.val_psnr is not None:
             msg += f" | val PSNR {r.val_psnr:.2f} dB (zero-filled {r.val_psnr_zf:.2f} dB)"
+        if r.val_psnr_trained is not None:
+            msg += f", trained weights before averaging {r.val_psnr_trained:.2f} dB"
         tqdm.write(msg, file=sys.stderr)

@@ -1,0 +1,64 @@
+"""An exponential moving average (EMA) of a model's weights during training.
+
+After every optimiser step ``update`` moves each floating-point parameter and buffer of the
+average towards the trained model's::
+
+    ema <- d * ema + (1 - d) * w,    d = min(decay, (1 + n) / (10 + n))
+
+where n counts the updates before this one. The warm-up term keeps the first, barely trained
+weights from dominating short runs (after 1,000 updates d is 0.991, so a run of a few thousand
+steps averages over its last few hundred). Integer buffers are copied. The average is what a
+run validates and saves as its weights when ``optim.ema_decay`` is set (see
+:mod:`cinerecon.train.loop`); the trained weights travel beside it in ``last.pt`` for resuming.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+
+class WeightEMA:
+    """The moving average of one model's weights.
+
+    Args:
+        model: the trained model (wrappers such as DDP are unwrapped by the caller); the
+            average starts as a copy of it, in eval mode and without gradients.
+        decay: the largest per-update decay d, in (0, 1).
+
+    Attributes:
+        model: the averaged model (same class and device as ``model``).
+        decay: see Args.
+        updates: updates done so far (n).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = float(decay)
+        self.updates = 0
+
+    def current_decay(self) -> float:
+        """The d of the next update."""
+        return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """One step of the average towards ``model``'s current weights (same architecture)."""
+        weight = 1.0 - self.current_decay()
+        mine, theirs = self.model.state_dict(), model.state_dict()
+        for key, avg in mine.items():
+            new = theirs[key]
+            if avg.is_floating_point() or avg.is_complex():
+                avg.lerp_(new.detach(), weight)
+            else:
+                avg.copy_(new)
+        self.updates += 1
+
+    def load(self, state_dict: dict, updates: int) -> None:
+        """Restore the average's weights and update count (resuming a run)."""
+        self.model.load_state_dict(state_dict)
+        self.updates = int(updates)
