@@ -46,9 +46,21 @@ def test_random_acs_per_frame_and_seeding_leaves_global_rng():
     c = make_mask(MaskSpec("random_acs", 8, 8), frames=5, width=128, seed=8)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert not torch.equal(a[0, 0], a[0, 1])
-    assert effective_acceleration(a) == pytest.approx(8.0, rel=0.1)
+    assert torch.all(a.sum(-1) == 8 + 15)  # the ACS block plus round((128 - 8) / 8) random lines
     assert np.array_equal(np.random.get_state()[1], state_np)
     assert torch.equal(torch.random.get_rng_state(), state_t)
+
+
+@pytest.mark.parametrize("width", [96, 128, 192, 246])
+def test_random_acs_has_random_lines_beyond_a_wide_acs_block(width):
+    """R = 8 with 24 ACS: W / R <= 24 at these widths, and the random lines must still be there."""
+    m = make_mask(MaskSpec("random_acs", 8, 24), frames=12, width=width, seed=0)[0, :, 0]  # (T, W)
+    eq = make_mask(MaskSpec("equispaced_acs", 8, 24), frames=1, width=width, seed=0)
+    assert torch.all(m.sum(-1) == 24 + round((width - 24) / 8))
+    assert abs(int(m[0].sum()) - int(eq.sum())) <= 2  # as many lines as the equispaced mask
+    lo = width // 2 - 12
+    assert torch.all(m[:, lo:lo + 24] == 1)
+    assert len({tuple(f.tolist()) for f in m}) > 6  # the random lines differ from frame to frame
 
 
 def test_bad_mask_arguments():

@@ -60,6 +60,11 @@ def test_hard_dc_keeps_measured_and_soft_interpolates():
     assert torch.allclose(op.forward(hard_dc(x, k0, op)), k0, atol=1e-10)
     assert torch.allclose(soft_dc(guess, k0, op, 0.0), op.reduce(op.expand(guess)), atol=1e-10)
     assert torch.allclose(soft_dc(guess, k0, op, float("inf")), out)
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    assert torch.allclose(soft_dc(guess, k0, op, inf), out)  # a tensor holding inf: hard DC, not NaN
+    assert torch.allclose(soft_dc(guess, k0, op, inf, op.adjoint(k0)), out)  # the image-domain route
+    lams = torch.full((1, 1, 3, 1, 1), float("inf"), dtype=torch.float64)  # several values: the k-space route
+    assert torch.allclose(soft_dc(guess, k0, op, lams), out)
     big = soft_dc(guess, k0, op, 1e9)
     assert torch.allclose(big, out, atol=1e-6)
 

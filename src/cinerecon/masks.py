@@ -52,13 +52,17 @@ def equispaced(width: int, accel: int, offset: int = 0, acs: int = 0) -> np.ndar
 
 
 def random_lines(width: int, accel: float, acs: int, rng: np.random.Generator) -> np.ndarray:
-    """Variable-density random lines (Gaussian density around the centre) plus ACS, ~W/R lines in total."""
+    """The ACS block plus round((W - ACS) / R) variable-density random lines outside it.
+
+    The lines outside the ACS block have the density 1 / R of an equispaced mask (Gaussian
+    density around the centre, standard deviation W / 4), so the total matches
+    ``equispaced_acs`` of the same R and ACS (e.g. 37 of 128 lines at R = 8 with 24 ACS).
+    """
     line = _centre_block(width, acs)
-    n_target = max(int(round(width / accel)), int(line.sum()))
     x = np.arange(width) - width // 2
     p = np.exp(-0.5 * (x / (width / 4.0)) ** 2)
     p[line] = 0
-    n_more = n_target - int(line.sum())
+    n_more = min(int(round((width - int(line.sum())) / accel)), int((p > 0).sum()))
     if n_more > 0:
         pick = rng.choice(width, size=n_more, replace=False, p=p / p.sum())
         line[pick] = True
@@ -115,7 +119,7 @@ def make_mask(spec: MaskSpec, frames: int, width: int, seed: int = 0) -> torch.T
 
 
 def effective_acceleration(mask: torch.Tensor) -> float:
-    """Fully sampled size over sampled size (lines per frame averaged), e.g. 8 -> ~5.6 with 24 ACS of 246."""
+    """Fully sampled size over sampled size (lines per frame averaged), e.g. R = 8 -> 4.8 with 24 ACS of 246 lines."""
     m = mask.float()
     frac = float(m.mean())
     if frac == 0:

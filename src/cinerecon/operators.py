@@ -7,7 +7,7 @@ Shapes follow the project convention:
     mask    M: real {0, 1}, broadcastable to k-space; phase encoding along W.
 
 Every operator is a pure function of the tensors it was built from, and has
-``forward``, ``adjoint`` (also ``.H``) and ``gram`` (A^H A).
+``forward`` and ``adjoint`` (also ``.H``); :class:`SenseOp` also has ``gram`` (A^H A).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from .fft import centring_ramps, complex_dtype
 
 #: On the CPU, :meth:`SenseOp.gram` of a line mask works through the rows in chunks whose
 #: multi-coil k-space is at most this many bytes, so that each chunk stays in cache across its
-#: passes (map product, FFT, mask, inverse FFT, coil sum): 6.6x faster than the whole slice at
-#: once for 10 coils x 12 frames x 204 x 448 on one thread (``benchmarks/fft_speed.py``).
+#: passes (map product, FFT, mask, inverse FFT, coil sum): for 10 coils x 12 frames x 204 x 448
+#: on one thread about 1.2x faster than the whole slice at once with the allocator the CLI
+#: tunes (``cinerecon.runtime.tune_cpu_allocator``), 6.4-6.6x with glibc's default, which
+#: page-faults every whole-slice temporary in afresh (``benchmarks/fft_speed.py``).
 GRAM_CHUNK_BYTES = 4 * 2**20
 
 
@@ -222,7 +224,7 @@ def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | 
     On sampled locations k <- (k + lam * k0) / (1 + lam); elsewhere k is kept, so the image is
     S^H F^-1 k. With a line mask (:attr:`SenseOp.line_mask`) or A^H k0 given, and one lambda,
     it is computed as the equal S^H S x - w (S^H F^-1 M F S x - A^H k0), w = lam / (1 + lam).
-    ``lam = inf`` reduces to :func:`hard_dc`; ``lam = 0`` leaves k unchanged.
+    ``lam = inf`` (a float or a tensor) reduces to :func:`hard_dc`; ``lam = 0`` leaves k unchanged.
 
     Args:
         x: (B, T, H, W) complex.
@@ -241,13 +243,45 @@ def soft_dc(x: torch.Tensor, k0: torch.Tensor, op: SenseOp, lam: torch.Tensor | 
     if op.mask is not None and single and (op.line_mask or adjoint_k0 is not None):
         adj = op.adjoint(k0) if adjoint_k0 is None else adjoint_k0
         lam = torch.as_tensor(lam, device=x.device, dtype=x.real.dtype).reshape(())
-        return op.coil_power() * x - lam / (1 + lam) * (op.sampled_part(x) - adj)
+        w = torch.where(torch.isinf(lam), torch.ones_like(lam), lam / (1 + lam))  # inf / inf would be NaN
+        return op.coil_power() * x - w * (op.sampled_part(x) - adj)
     k = op.expand(x)
     m = op.mask if op.mask is not None else torch.ones((), device=k.device)
     lam = torch.as_tensor(lam, device=k.device, dtype=k.real.dtype)
-    k_dc = (k + lam * k0) / (1 + lam)
+    k_dc = torch.where(torch.isinf(lam), k0, (k + lam * k0) / (1 + lam))
     k = (1 - m) * k + m * k_dc
     return op.reduce(k)
+
+
+#: :func:`unit_norm_maps` rescales an item's maps when the peak of sum_c |S_c|^2 differs from 1 by more than this.
+MAP_NORM_TOL = 1e-3
+
+
+def unit_norm_maps(maps: torch.Tensor, tol: float = MAP_NORM_TOL) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maps normalised per pixel to sum_c |S_c|^2 = 1, for items whose maps are not unit-norm.
+
+    The hard DC of the unrolled models and the unit gradient step of L+S assume unit-norm maps
+    (as ESPIRiT's and the simulators' are); maps scaled by a constant, or unnormalised coil
+    profiles, make them diverge (sum |S|^2 > 1) or shrink the image (< 1). Since
+    M F S x = M F (S / r) (r x) with r = sqrt(sum_c |S_c|^2), such a problem is solved exactly by
+    reconstructing z = r x with the maps S / r and returning z / r. An item is rescaled when
+    the largest r^2 over its pixels differs from 1 by more than ``tol``; pixels where r = 0 and
+    the other items keep a factor of exactly 1 (their results are bit-identical). No value is
+    read to the host.
+
+    Args:
+        maps: (B, C, 1, H, W) complex (any size-1 axis broadcasts, as in :class:`SenseOp`).
+        tol: tolerance on the peak of sum_c |S_c|^2.
+
+    Returns:
+        (maps / r, r): the maps to reconstruct with and the factor (B, 1, 1, H, W) real, 1
+        where nothing is rescaled; divide the reconstructed image (B, T, H, W) by ``r[:, 0]``.
+    """
+    power = torch.view_as_real(maps).square().sum(dim=(1, -1), keepdim=True).squeeze(-1)  # (B, 1, 1, H, W)
+    peak = power.flatten(1).amax(dim=1).reshape(-1, *([1] * (power.dim() - 1)))
+    rescale = ((peak - 1).abs() > tol) & (power > 0)
+    r = torch.where(rescale, power.sqrt(), torch.ones((), dtype=power.dtype, device=power.device))
+    return maps / r, r
 
 
 def sampled_mean(kspace: torch.Tensor, mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:

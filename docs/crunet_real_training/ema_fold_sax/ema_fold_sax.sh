@@ -4,8 +4,8 @@
 # the machine only delays it.
 set -euo pipefail
 cd /work/main
-OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real.yaml --out runs/ema_fold_sax \
+OMP_NUM_THREADS=1 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real.yaml --out runs/ema_fold_sax \
     seed=0 "data.real.val_series=[subj1_sax_EC]" optim.ema_decay=0.999 epochs=18 --time-budget 110 > runs/ema_fold_sax.log 2>&1
-OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune.yaml \
+OMP_NUM_THREADS=1 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune.yaml \
     --init runs/ema_fold_sax/last.pt --out runs/ema_fold_sax_ft seed=0 "data.real.val_series=[subj1_sax_EC]" \
     optim.ema_decay=0.999 epochs=4 --time-budget 40 > runs/ema_fold_sax_ft.log 2>&1

@@ -17,7 +17,8 @@ iteration of the paper's algorithm 1 is
     until ||M - M_old|| / ||M_old|| < tol or iters reached
 
 and the reconstruction is L + S. The gradient step has unit size, which is valid because the
-maps satisfy sum_c |S_c|^2 <= 1 and the FFT is orthonormal.
+maps satisfy sum_c |S_c|^2 <= 1 and the FFT is orthonormal (maps that do not, e.g. scaled
+ones, are normalised per pixel first: :func:`~cinerecon.operators.unit_norm_maps`).
 
 Both thresholds are relative, so the defaults need no scaling of the data: the singular
 values are shrunk by ``lam_l`` times the largest singular value of the current Casorati
@@ -50,7 +51,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..fft import fft1c, ifft1c
-from ..operators import SenseOp
+from ..operators import SenseOp, unit_norm_maps
 from ..solvers import may_stop_early
 from .zero_filled import check_inputs
 
@@ -160,6 +161,8 @@ def singular_value_threshold(x: torch.Tensor, lam: float | torch.Tensor) -> torc
     shrunk = (s - lam * top).clamp_min(0)
     ratio = torch.where(s > top * 1e-12, shrunk / s.clamp_min(torch.finfo(s.dtype).tiny), torch.zeros_like(s))
     proj = (v * ratio.to(v.dtype)[:, None, :]) @ v.mH  # (B, T, T): X_low = X proj
+    if proj.is_complex() and not frames.is_complex():  # real frames: a real Gram, imaginary parts are 0
+        proj = proj.real
     low = proj.transpose(1, 2).to(frames.dtype) @ frames  # X_low^T = proj^T X^T, frames as rows again
     return low.reshape(b, t, h, w)
 
@@ -211,7 +214,9 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
     Args:
         kspace: (B, C, T, H, W) complex64, zero where not sampled.
         mask: real {0, 1} broadcastable to ``kspace``.
-        maps: (B, C, 1, H, W) complex64 with sum_c |S_c|^2 <= 1.
+        maps: (B, C, 1, H, W) complex64; maps whose sum_c |S_c|^2 does not peak at 1 are
+            normalised per pixel and the result divided back
+            (:func:`~cinerecon.operators.unit_norm_maps`), so the unit step stays valid.
         lam_l, lam_s, iters, tol: see :class:`LplusSParams`; ``lam_l`` may also be a (B,)
             tensor, one threshold per batch item.
         start: (B, T, H, W) complex first estimate M_0; None means the zero-filled image
@@ -235,13 +240,15 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
         svt_lam = p.lam_l
     _check(kspace, mask, maps)
     mask = mask.to(kspace.real.dtype)
+    maps, scale = unit_norm_maps(maps)  # the unit step needs unit-norm maps; r x is solved for, then divided
+    scale = scale[:, 0]
     op = SenseOp(maps, mask)
     d = kspace * mask
     m = adj_d = op.adjoint(d)
     if start is not None:
         if start.shape != m.shape:
             raise DataError(f"lplus_s: start shape {tuple(start.shape)} differs from the image {tuple(m.shape)}")
-        m = start.to(m.dtype)
+        m = start.to(m.dtype) * scale
     b = m.shape[0]
     keep = (b, 1, 1, 1)
     tiny = torch.finfo(m.real.dtype).tiny
@@ -276,7 +283,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
             if still == 0:
                 break
             all_active = still == b
-    return LplusSResult(low, sparse, done)
+    return LplusSResult(low / scale, sparse / scale, done)
 
 
 def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
@@ -289,7 +296,8 @@ def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
     Args:
         kspace: (B, C, T, H, W) complex64, zero where not sampled.
         mask: real {0, 1} broadcastable to ``kspace`` (static or time-varying).
-        maps: (B, C, 1, H, W) complex64 coil sensitivities (sum_c |S_c|^2 <= 1).
+        maps: (B, C, 1, H, W) complex64 coil sensitivities (unit-norm, as ESPIRiT's; others are
+            normalised per pixel, see :func:`lplus_s_decompose`).
         lam_l: singular value threshold relative to the largest singular value, for every
             item; None (default) means 0.03 for items whose mask has a calibration block
             (:func:`calibrated`) and ``lam_l_uncalibrated`` for the others.
@@ -302,7 +310,8 @@ def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
             default 1e-3.
 
     Returns:
-        (B, T, H, W) complex image L + S on the scale of ``SenseOp(maps).reduce(full_kspace)``.
+        (B, T, H, W) complex image L + S, an estimate of x in k = M F S x (with unit-norm maps
+        on the scale of ``SenseOp(maps).reduce(full_kspace)``).
     """
     from .view_sharing import view_sharing
 
@@ -320,6 +329,10 @@ def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
         lam = pair[cal.long()]  # float64 exactly: 0.03 where calibrated
     else:
         lam = p.lam_l
-    first = view_sharing(kspace, mask, maps) if start == "view_sharing" else None
+    if start == "view_sharing":  # an image estimate x: with maps that are not unit-norm, S_n^H of the shared k-space / r
+        unit, scale = unit_norm_maps(maps)
+        first = view_sharing(kspace, mask, unit) / scale[:, 0]
+    else:
+        first = None
     res = lplus_s_decompose(kspace, mask, maps, lam_l=lam, lam_s=lam_s, iters=iters, tol=tol, start=first)
     return res.low_rank + res.sparse

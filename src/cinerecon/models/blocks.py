@@ -1,10 +1,12 @@
 """Building blocks of CRUNet-MR and its relatives: Conv(2+1)D, the CRNN-TI unit, a Conv3D block.
 
 All blocks work on real feature tensors in the layout (B, T, C, H, W): frames are folded
-into the batch for every 2D convolution, and the temporal mixing (kernel 3 along T) is
-done by one 1x1 convolution to 3 x C channels followed by a shifted sum over frames, so
-no block loops over frames or pixels in Python. The only sequential loop is the
-hidden-to-hidden recurrence of :class:`CRNNUnit`.
+into the batch for every 2D convolution. The temporal mixing (kernel 3 along T) is, on
+features stored channels fastest (as CRUNet-MR keeps them), three matrix products of the
+(pixels, C) rows accumulated in place into the shifted frames (:func:`temporal_conv`, a
+Python loop over the batch items only), and otherwise one 1x1 convolution to 3 x C channels
+followed by a shifted sum over frames (:func:`tap_conv`). No block loops over frames or
+pixels except the hidden-to-hidden recurrence of :class:`CRNNUnit`, which is sequential.
 
 Temporal padding is either ``"circular"`` (frame T-1 precedes frame 0, frame 0 follows
 frame T-1, natural for a cardiac cycle) or ``"zero"``.

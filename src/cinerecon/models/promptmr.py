@@ -54,7 +54,8 @@ from ..fft import ifft2c
 from ..operators import SenseOp, sampled_mean
 from . import register
 from .layers import CAB, GradientStepDC, PromptBlock
-from .unrolled import KSpaceSoftDC, Unrolled, config_from_kwargs, denormalise, normalise, pad_to_multiple, unpad
+from .unrolled import (KSpaceSoftDC, Unrolled, config_from_kwargs, denormalise, in_model_precision, normalise,
+                       pad_to_multiple, unpad)
 
 LEVELS = 3
 
@@ -359,11 +360,13 @@ class PromptMR(Unrolled):
         """Reconstruct; with ``estimate_maps`` the given ``sens_maps`` are ignored."""
         if kspace.dim() != 5:
             raise DataError(f"PromptMR expects k-space (B, C, T, H, W), got shape {tuple(kspace.shape)}")
+        kspace, mask, sens_maps, dtype = in_model_precision(self, kspace, mask, sens_maps)
         if self.sens_net is not None:
             sens_maps = self.sens_net(kspace * mask, mask)
         elif sens_maps is None:
             raise DataError("PromptMR with estimate_maps=False needs sens_maps (B, C, 1, H, W), got None")
-        return super().forward(kspace, mask, sens_maps)
+        out = super().forward(kspace, mask, sens_maps)
+        return out if dtype is None else out.to(dtype)
 
 
 # ---------------------------------------------------------------- the authors' function
@@ -555,6 +558,9 @@ class PromptMROriginal(Unrolled):
         """Reconstruct every frame; see the class docstring. Returns (B, T, H, W) real."""
         if kspace.dim() != 5:
             raise DataError(f"PromptMR expects k-space (B, C, T, H, W), got shape {tuple(kspace.shape)}")
+        kspace, mask, _, dtype = in_model_precision(self, kspace, mask, None)
+        if dtype is not None:  # the magnitude in the input's real precision
+            return self.forward(kspace, mask).to(dtype.to_real())
         b, c, t, h, w = kspace.shape
         m = mask.to(kspace.real.dtype)
         m = torch.broadcast_to(m.reshape((1,) * (5 - m.dim()) + m.shape), (b, 1, t, m.shape[-2], w))

@@ -7,7 +7,8 @@ complex image x (B, T, H', W'); ``state`` is whatever the model hands from one c
 to the next (``None`` in the first cascade), typically a NamedTuple of feature maps.
 
 The wrapper's choices: normalise each cascade's input or not, update the image (denoise,
-then DC) or the coil k-space (E2E-VarNet style, ``k - DC(k) - F S R(S^H F^-1 k)``), and one
+then DC) or the coil k-space (E2E-VarNet style, ``dc(k) - F S R(S^H F^-1 k)`` with
+``dc(k) = k - w M (k - k0)``), and one
 DC module for all cascades or one per cascade.
 """
 
@@ -22,10 +23,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
+from ..fft import complex_dtype
 from ..classical.cg_sense import cg_sense
 from ..classical.view_sharing import share_views, view_sharing
-from ..operators import SenseOp, hard_dc, soft_dc
+from ..operators import SenseOp, hard_dc, soft_dc, unit_norm_maps
 
 Config = TypeVar("Config")
 #: Choices of the first cascade's input image (see :class:`Unrolled`).
@@ -35,6 +37,9 @@ LPLUS_S_MIN_ACS = 4  # part of what the shipped weights were trained with: not t
 #: ``initial="lplus_s_kt"``: the L+S threshold for items without a calibration block (k-t masks),
 #: started from the view-shared image; pinned here for the same reason.
 LPLUS_S_KT_LAM_L = 1e-3
+#: ``initial="lplus_s"`` / ``"lplus_s_kt"``: the L+S settings the shipped weights were trained with
+#: (lam_l for calibrated items, x-f threshold, iterations, tolerance), pinned here for the same reason.
+LPLUS_S_START = dict(lam_l=0.03, lam_s=1e-3, iters=50, tol=1e-4)
 #: What a cascade updates (see :class:`Unrolled`).
 UPDATES = ("image", "kspace")
 
@@ -76,6 +81,35 @@ def denormalise(x: torch.Tensor, stats: NormStats) -> torch.Tensor:
     """Inverse of :func:`normalise`."""
     xr = torch.view_as_real(x) * stats.std[..., None] + stats.mean[..., None]
     return torch.view_as_complex(xr.contiguous())
+
+
+def in_model_precision(model: nn.Module, kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.dtype | None]:
+    """The inputs in the complex dtype of the model's weights (complex128 data into a float32 model).
+
+    Args:
+        model: the model (its first floating-point parameter sets the precision).
+        kspace: (B, C, T, H, W) complex.
+        mask: real, broadcastable to ``kspace`` (a floating-point mask follows the k-space's precision).
+        sens_maps: (B, C, 1, H, W) complex, or None.
+
+    Returns:
+        (kspace, mask, sens_maps, dtype): the converted inputs and the complex dtype to return
+        the image in (the input's), or None when nothing was converted.
+
+    Raises:
+        DataError: real-valued k-space (shape and dtype named).
+    """
+    if not kspace.is_complex():
+        raise DataError(f"k-space must be complex (B, C, T, H, W), got {kspace.dtype} of shape {tuple(kspace.shape)}")
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is None:
+        return kspace, mask, sens_maps, None
+    want = complex_dtype(weight.dtype)
+    if kspace.dtype == want and (sens_maps is None or sens_maps.dtype == want):
+        return kspace, mask, sens_maps, None
+    mask = mask.to(want.to_real()) if mask.is_floating_point() else mask
+    return kspace.to(want), mask, None if sens_maps is None else sens_maps.to(want), kspace.dtype
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
@@ -179,7 +213,7 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
     view-shared image with the threshold :data:`LPLUS_S_KT_LAM_L` instead of CG-SENSE.
     ``calibrated``: :func:`calibrated_items` of these items when the caller has it already.
     """
-    from ..classical.lowrank_sparse import LplusSParams, lplus_s
+    from ..classical.lowrank_sparse import lplus_s
 
     b = kspace.shape[0]
     mask, maps = _per_item(op.mask, kspace), _per_item(op.maps, kspace)
@@ -194,10 +228,10 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
 
     def paper_lplus_s(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         # the computation the shipped weights were trained with: the paper's start A^H d and one threshold
-        return lplus_s(k, m, s, lam_l=LplusSParams.lam_l, start="zero_filled")
+        return lplus_s(k, m, s, start="zero_filled", **LPLUS_S_START)
 
     def kt_lplus_s_(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        return lplus_s(k, m, s, lam_l=LPLUS_S_KT_LAM_L, start="view_sharing")
+        return lplus_s(k, m, s, start="view_sharing", **{**LPLUS_S_START, "lam_l": LPLUS_S_KT_LAM_L})
 
     other = kt_lplus_s_ if kt_lplus_s and lplus_s_where_calibrated else sense
     return _route(use_lplus_s, paper_lplus_s, other, kspace, mask, maps)
@@ -244,7 +278,7 @@ class Unrolled(nn.Module):
             with :class:`~cinerecon.classical.cg_sense.CGSenseParams` defaults, pulled towards
             and started from the view-shared image; the network then refines a SENSE
             solution instead of undoing aliasing that SENSE alone removes) or ``"lplus_s"``
-            (ours: L+S as the paper computes it, from A^H d with lam_l = 0.03, for each sample
+            (ours: L+S as the paper computes it, from A^H d with :data:`LPLUS_S_START`, for each sample
             whose mask has a calibration block of at least :data:`LPLUS_S_MIN_ACS` lines, the
             ``"cg_sense"`` start for the others, e.g. time-varying masks without ACS; this is
             what the shipped weights were trained with, so it does not follow later changes
@@ -369,7 +403,20 @@ class Unrolled(nn.Module):
 
         Returns:
             (B, T, H, W) complex image (coil-combined S^H F^-1 k with ``update="kspace"``).
+
+        Inputs are computed in the precision of the model's weights and the image returned in
+        the input's (complex128 data into a float32 model is converted). Maps whose
+        sum_c |S_c|^2 does not peak at 1 (scaled or unnormalised profiles, on
+        which hard DC and L+S diverge or shrink the image) are normalised per pixel and the
+        result divided back (:func:`~cinerecon.operators.unit_norm_maps`, exact for the data
+        model); unit-norm maps, as ESPIRiT and the simulators give, are used as they are.
         """
+        kspace, mask, sens_maps, dtype = in_model_precision(self, kspace, mask, sens_maps)
+        sens_maps, scale = unit_norm_maps(sens_maps)
+        out = self._forward(kspace, mask, sens_maps) / scale[:, 0]
+        return out if dtype is None else out.to(dtype)
+
+    def _forward(self, kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
         op = SenseOp(sens_maps, mask.to(kspace.real.dtype))
         k0 = kspace * op.mask
         if self.uncalibrated_cascades is None:

@@ -250,7 +250,8 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     budget = _Budget(time.monotonic(), cfg.epochs, [], device,
                      math.inf if cfg.time_budget_min is None else 60.0 * cfg.time_budget_min)
     step_s = _probe_step(model, loader, cfg, device, info, budget)
-    budget.tail_s = (len(vloader) if vloader is not None else 0) * step_s  # a first guess at validation's time
+    # a first guess at validation's time (twice over with a moving average: it is scored too)
+    budget.tail_s = (len(vloader) if vloader is not None else 0) * step_s * (1 if cfg.optim.ema_decay is None else 2)
     per_step = cfg.optim.schedule_per == "step"
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   weight_decay=cfg.optim.weight_decay)
