@@ -340,3 +340,53 @@ def test_all_zero_mask_file_refused(tmp_path):
     write_mat73(tmp_path / "cine_sax_mask.mat", {"mask04": np.zeros((8, 8))})
     with pytest.raises(DataError, match=r"cine_sax_mask.mat: mask key 'mask04'.*no line in every frame"):
         read_masks(tmp_path / "cine_sax_mask.mat")
+
+
+def test_prepare_single_coil_keeps_the_whole_image(tmp_path):
+    """One coil: the map is 1 and the target the coil image (ESPIRiT's support used to zero 9-100 % of it)."""
+    h5mod = pytest.importorskip("cinerecon.data.h5")
+    from cinerecon.commands.prepare import PrepareConfig, prepare_cmrxrecon
+    from cinerecon.fft import ifft2c
+
+    yy, xx = np.meshgrid(np.linspace(-1, 1, 32), np.linspace(-1, 1, 24), indexing="ij")
+    img = np.stack([(yy ** 2 + xx ** 2 < 0.6) * (1.0 + 0.3 * t) + 0.05 for t in range(3)])  # (T, H, W)
+    k_ours = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(img, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    rng = np.random.default_rng(0)
+    k_ours = k_ours + 0.01 * (rng.standard_normal(k_ours.shape) + 1j * rng.standard_normal(k_ours.shape))  # noise
+    k_mat = k_ours.transpose(1, 2, 0)[:, :, None, :].astype(np.complex64)  # single coil: MATLAB (kx, ky, sz=1, t)
+    src = tmp_path / "src" / "SingleCoil" / "Cine" / "TrainingSet" / "FullSample" / "P001"
+    write_mat73(src / "cine_sax.mat", {"kspace_single_full": k_mat})
+    for acs in (8, 24):
+        dst = tmp_path / f"dst{acs}"
+        written = prepare_cmrxrecon(tmp_path / "src", dst, ("sax",), PrepareConfig(acs=acs, generated_accels=()),
+                                    verbose=False)
+        s = h5mod.read_h5(written["train"][0])
+        assert torch.equal(s.maps, torch.ones(1, 1, 32, 24, dtype=torch.complex64))
+        ref = ifft2c(torch.from_numpy(k_ours.astype(np.complex64)))  # the coil image, (T, H, W)
+        torch.testing.assert_close(s.target, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_prepare_skips_undersampled_files_with_radial_masks(tmp_path, capsys):
+    """CMRxRecon2024 ktRadial: not a line mask; skipped with a note before anything is written."""
+    from cinerecon.commands.prepare import PrepareConfig, prepare_cmrxrecon
+
+    tr, va = tmp_path / "TrainingSet", tmp_path / "ValidationSet"
+    write_mat73(tr / "FullSample" / "P001" / "cine_sax.mat", {"kspace_full": rand_kspace(16, 16, 2, 1, 3)})
+    write_mat73(va / "UnderSample_Task2" / "P002" / "cine_sax_kus_ktRadial8.mat", {"kus": rand_kspace(16, 16, 2, 1, 3)})
+    rad = np.zeros((16, 16, 3))
+    rad[8, :, :] = 1
+    rad[:, 8, :] = 1
+    write_mat73(va / "Mask_Task2" / "P002" / "cine_sax_mask_ktRadial8.mat", {"mask": rad})
+    written = prepare_cmrxrecon(tmp_path, tmp_path / "dst", ("sax",), PrepareConfig(acs=8), verbose=True)
+    assert len(written["train"]) == 1 and not written["test"] and not written["val"]
+    assert "R08_ktRadial, which varies along the readout" in capsys.readouterr().out
+
+
+def test_prepare_counts_subjects_not_subject_views(tmp_path, capsys):
+    from cinerecon.cli import main
+
+    for view in ("sax", "lax"):
+        write_mat73(tmp_path / "src" / "TrainingSet" / "FullSample" / "P001" / f"cine_{view}.mat",
+                    {"kspace_full": rand_kspace(16, 16, 2, 1, 2)})
+    assert main(["prepare", "cmrxrecon", str(tmp_path / "src"), str(tmp_path / "dst"), "--acs", "8", "--quiet"]) == 0
+    assert "train: 1 subjects, 2 slices (2 fully sampled)" in capsys.readouterr().out

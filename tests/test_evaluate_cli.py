@@ -116,7 +116,8 @@ def test_parse_checkpoints_and_accel_keys():
     for bad in (["net"], ["=a.pt"], ["a=x", "a=y"]):
         with pytest.raises(ConfigError):
             cmd.parse_checkpoints(bad)
-    assert [accel_key(a) for a in (4, "8", "R10", "R08_uniform")] == ["R04", "R08", "R10", "R08_uniform"]
+    assert [accel_key(a) for a in (4, "8", "R10", "R8", "r08", "R08_uniform")] == ["R04", "R08", "R10", "R08", "R08",
+                                                                              "R08_uniform"]
 
 
 def test_parser_defaults():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import h5py
 import nibabel as nib
@@ -97,6 +98,34 @@ def test_gif_frames_match_numpy_window(tmp_path):
     assert np.abs(frames.astype(float) - ref).max() <= 1
     meta = iio.immeta(p, index=0)
     assert meta.get("duration") == pytest.approx(100, abs=1)
+
+
+REAL_SAX = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_cine" / "subj1_sax_EC.npz"
+
+
+@pytest.mark.skipif(not REAL_SAX.is_file(), reason=f"{REAL_SAX} not present")
+def test_gif_of_a_real_zero_filled_cine_reads_back_exactly(tmp_path):
+    """Pillow's palette optimisation gave frames their own palettes: unreadable by imageio, +-1 grey level.
+
+    (A zero-filled real SAX cine with a mask that changes every frame is a case where it did.)
+    """
+    import imageio.v3 as iio
+    from cinerecon.classical import CLASSICAL
+    from cinerecon.data.export import movie_frames
+    from cinerecon.data.simulate import real_cine_to_sample
+
+    s = real_cine_to_sample(str(REAL_SAX), coils=6, snr_db=35.0, seed=1, size=(96, 80), n_frames=25)
+    w = s.kspace.shape[-1]
+    m = torch.zeros(1, 25, 1, w)
+    for i in range(25):
+        m[0, i, 0, (i % 8)::8] = 1
+        m[0, i, 0, w // 2 - 4:w // 2 + 4] = 1
+    x = CLASSICAL["zero_filled"](s.kspace[None] * m, m[None], s.maps[None])[0]
+    p = write_gif(tmp_path / "many.gif", x, scale=1)
+    frames = iio.imread(p, index=None)
+    if frames.ndim == 4:
+        frames = frames[..., 0]
+    assert np.array_equal(frames, movie_frames(x, 1))
 
 
 def test_to_uint8_constant_and_zero_images():

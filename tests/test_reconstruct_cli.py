@@ -103,6 +103,21 @@ def test_cli_zero_filled_and_overwrite_protection(tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0
 
 
+def test_reconstructions_inside_the_data_folder_are_not_taken_as_inputs(tmp_path):
+    """``--out DATA/recon`` leaves files holding only ``recon``: a later run on DATA must skip them."""
+    pytest.importorskip("cinerecon.classical.zero_filled")
+    data = tmp_path / "data"
+    d = make_file(data / "s0.h5")
+    base = ["reconstruct", str(data), "--method", "zero_filled", "--accel", "4", "--formats", "h5", "--quiet"]
+    assert main(base + ["--out", str(data / "recon")]) == 0
+    assert (data / "recon" / "s0_zero_filled_R04.h5").is_file()
+    assert input_files(data) == [data / "s0.h5"]
+    assert main(base + ["--out", str(tmp_path / "other")]) == 0  # used to stop at recon/s0_zero_filled_R04.h5
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["s0_zero_filled_R04.h5"]
+    with h5py.File(tmp_path / "other" / "s0_zero_filled_R04.h5", "r") as f:
+        np.testing.assert_allclose(f["recon"][()], zero_filled_np(d), rtol=1e-4, atol=1e-5)
+
+
 def test_cli_stored_kspace_no_acs_maps(tmp_path):
     pytest.importorskip("cinerecon.classical.zero_filled")
     pytest.importorskip("cinerecon.coils")

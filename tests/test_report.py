@@ -141,6 +141,9 @@ def test_reference_method_is_tested_against_every_other():
     assert by[("cg", "psnr")].is_reference and by[("cg", "psnr")].p_adjusted is None
     md = R.table1_markdown(rows, "paper")
     assert "| cg (ref.) |" in md and "the reference cg" in md
+    net_cell = next(line for line in md.splitlines() if line.startswith("| net ")).split("|")[2].strip()
+    assert by[("net", "psnr")].significant  # the best mean, not the reference: its mark must show
+    assert net_cell.startswith("**") and net_cell.endswith("**" + R.SIG_MARK)
     assert "| Reference |" in R.stats_markdown(sig)
     with pytest.raises(DataError, match="reference"):
         R.significance(recs, reference="nope")

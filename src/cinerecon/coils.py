@@ -381,6 +381,8 @@ def espirit_maps(
 
     Returns:
         (C, 1, H, W) complex64 maps with sum_c |S_c|^2 = 1 inside the support, 0 outside.
+        With one coil the map is 1 everywhere (single-coil data need no support: the coil
+        image is the image, and a support estimated from one coil crops faint tissue).
 
     Raises:
         DataError: bad shapes or no fully sampled centre.
@@ -452,6 +454,8 @@ def _espirit_from_region(avg: torch.Tensor, region: CalibRegion, settings: _Sett
     if not bool((calib != 0).any()):
         raise DataError(f"kspace {shape_for_errors}: the calibration region {region.height} x {region.width} "
                         "is all zeros")
+    if c == 1:  # one coil: its image is the image; a support would only crop real signal
+        return torch.ones(1, 1, h, w, dtype=torch.complex64, device=avg.device)
     sig, v, rows = _calibration_subspace(calib, kernel)
     eigen = settings.support == "eigen"
     edge = noise_edge(sig, rows)

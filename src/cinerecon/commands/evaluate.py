@@ -20,7 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description=__doc__)
     p.add_argument("data_dir", type=Path, help="folder of our HDF5 slices (test.txt selects the test split)")
     p.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS),
-                   help="classical methods from cinerecon.classical (default: %(default)s)")
+                   help="classical methods from cinerecon.classical: zero_filled, view_sharing, cg_sense, grappa, "
+                        "lplus_s (default: %(default)s)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                    help="add a trained model as method NAME (repeatable)")
     p.add_argument("--accel", nargs="+", default=list(DEFAULT_ACCELS),

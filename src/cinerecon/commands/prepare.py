@@ -121,6 +121,10 @@ def generated_masks(frames: int, width: int, name: str, cfg: PrepareConfig) -> d
 def _write(path: Path, sample: CineSample, masks: dict[str, torch.Tensor], cfg: PrepareConfig) -> Path:
     from ..data.h5 import write_h5
 
+    if not bool((sample.maps != 0).any()):  # a file that reconstruct and evaluate would refuse
+        raise DataError(f"{sample.meta.source or sample.meta.name}: the coil maps estimated for {sample.meta.name} "
+                        f"(C, 1, H, W) = {tuple(sample.maps.shape)} are all zero (no signal found in the "
+                        f"calibration region of {cfg.acs} lines); nothing written to {path}")
     return write_h5(path, sample, masks, overwrite=cfg.overwrite)
 
 
@@ -263,6 +267,11 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                 with CmrxKspaceFile(path) as kf:
                     check_mask(masks[key].mask, kf.frames, kf.height, kf.width,
                                f"{masks[key].source} (mask {key!r} for {kf.path}, key {kf.key!r})")
+                    if not masks[key].is_lines:  # e.g. CMRxRecon2024 ktRadial: not a line mask
+                        if verbose:
+                            print(f"  {s.name}: {path.name} is sampled with mask {key}, which varies along the "
+                                  "readout; our format stores line masks only, skipped")
+                        continue
                     for z in range(kf.slices):
                         name = f"{s.name}/{key}/slice{z:02d}"
                         meta = SampleMeta(name=name, view=view, source=str(path))
@@ -311,7 +320,7 @@ def _cmrx_notes(jobs: list[_Job], cfg: PrepareConfig, user_split: bool) -> list[
     for split in SPLITS:
         mine = [j for j in jobs if j.split == split]
         n_full = sum(j.mask_key is None for j in mine)
-        subjects = len({j.subject_name for j in mine})
+        subjects = len({j.out.parent for j in mine})  # one folder per subject, its views inside
         parts.append(f"{split}: {subjects} subjects, {len(mine)} slices ({n_full} fully sampled)")
         if n_full == 0:
             empty.append(split)

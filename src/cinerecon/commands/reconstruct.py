@@ -15,7 +15,6 @@ checkpoint.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from ..data.export import (DEFAULT_FPS, FORMATS, MIN_MOVIE_SIDE, ReconRecord, check_fps, check_scale, output_paths,
                            require_mp4, write_outputs)
 from ..data.sample import CineSample
-from ..data.transforms import mask_key
+from ..data.transforms import parse_mask_key
 from ..errors import ConfigError, DataError, WeightsNotFoundError
 from ..files import check_writable, inside, safe_name
 from . import check_device
@@ -42,8 +41,7 @@ def normalise_accel(accel: str | None) -> str | None:
     """
     if accel is None or accel.lower() in (STORED, "stored", ""):
         return None
-    m = re.fullmatch(r"[Rr]?(\d+)", accel)
-    return mask_key(int(m.group(1))) if m else accel
+    return parse_mask_key(accel)
 
 
 def input_files(path: Path, exclude: Path | None = None) -> list[Path]:
@@ -336,7 +334,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                   __doc__.split("\n\n")[1].replace("``", "").split()))
     p.add_argument("input", type=Path, help="one of our .h5 files or a folder of them (searched recursively)")
     p.add_argument("--method", required=True,
-                   help="zero_filled | cg_sense | grappa | lplus_s | a model name (with --checkpoint) | model")
+                   help="zero_filled | view_sharing | cg_sense | grappa | lplus_s | a model name (crunet without "
+                        "--checkpoint: the shipped model; others with --checkpoint) | model")
     p.add_argument("--checkpoint", type=Path,
                    help="our checkpoint or the authors' CRUNet-MR .pth (default for --method crunet: the shipped "
                         "CRUNet-MR trained on real anatomy, see cinerecon.models.load_pretrained)")

@@ -325,7 +325,8 @@ def write_gif(path: str | Path, image: torch.Tensor | np.ndarray, fps: float = D
     path = Path(path)
     frames = movie_frames(image, scale)
     with atomic_output(path, overwrite) as tmp:
-        iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0, is_batch=True)
+        iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0, is_batch=True,
+                    optimize=False)  # one grey palette for every frame: exact grey levels, readable back
     return path
 
 

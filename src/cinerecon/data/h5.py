@@ -453,8 +453,22 @@ def write_split(root: str | Path, splits: Mapping[str, Sequence[Path]], overwrit
 
 
 def h5_files(root: str | Path) -> list[Path]:
-    """Every ``*.h5`` below ``root``, sorted; hidden files (``.name.h5``, e.g. an old writer's leftovers) skipped."""
-    return [p for p in sorted(Path(root).rglob("*.h5")) if not p.name.startswith(".")]
+    """Every slice file (``*.h5``) below ``root``, sorted.
+
+    Skipped: hidden files (``.name.h5``, e.g. an old writer's leftovers) and our own
+    reconstruction outputs (files holding ``recon`` and no ``kspace``, as ``reconstruct
+    --out`` inside the data folder leaves them), which are results, not inputs.
+    """
+    return [p for p in sorted(Path(root).rglob("*.h5")) if not p.name.startswith(".") and not _is_reconstruction(p)]
+
+
+def _is_reconstruction(path: Path) -> bool:
+    """Whether ``path`` is one of our reconstruction records (unreadable files are left to the reader's errors)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return "recon" in f and "kspace" not in f
+    except (OSError, ValueError):
+        return False
 
 
 # ----------------------------------------------------------------------------- dataset

@@ -5,6 +5,7 @@ Everything random takes a private ``numpy.random.Generator``; global RNGs are un
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Sequence
 
@@ -31,6 +32,12 @@ def mask_key(accel: int, kind: str = "equispaced_acs") -> str:
     """Name of a stored mask: ``R08`` for the paper's equispaced + ACS masks, ``R08_<kind>`` otherwise."""
     key = f"R{int(accel):02d}"
     return key if kind == "equispaced_acs" else f"{key}_{kind}"
+
+
+def parse_mask_key(text: str) -> str:
+    """A mask key from a user's acceleration: ``'8'``, ``'R8'``, ``'r08'`` -> ``'R08'``; other keys pass through."""
+    m = re.fullmatch(r"[Rr]?(\d+)", text.strip())
+    return mask_key(int(m.group(1))) if m else text
 
 
 def window_indices(frames: int, length: int, start: int) -> np.ndarray:

@@ -256,7 +256,7 @@ def table1_markdown(rows: Sequence[SummaryRow], protocol: str = "", unit: str = 
                     line.append("–")
                     continue
                 txt = f"{_fmt(r.mean, m)} ± {_fmt(r.std, m)}"
-                txt = f"**{txt}**" if r.is_best else txt + (SIG_MARK if r.significant else "")
+                txt = (f"**{txt}**" if r.is_best else txt) + (SIG_MARK if r.significant else "")
                 line.append(txt)
             body.append(line)
         n = max(r.n for r in vr)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.transforms import mask_key
+from ..data.transforms import mask_key, parse_mask_key
 from ..errors import ConfigError, DataError, OutputExistsError
 from ..files import atomic_write_text, check_writable, inside, safe_name
 from ..operators import SenseOp
@@ -214,10 +214,8 @@ def _resolve_reference(reference: str | None, methods: Mapping[str, Method]) -> 
 
 
 def accel_key(accel: int | str) -> str:
-    """Mask key for an acceleration: 4 -> ``"R04"``; strings pass through (``"R08_uniform"``)."""
-    if isinstance(accel, int) or (isinstance(accel, str) and accel.isdigit()):
-        return mask_key(int(accel))
-    return str(accel)
+    """Mask key for an acceleration: 4, ``"4"``, ``"R4"``, ``"r04"`` -> ``"R04"``; other keys pass through (``"R08_uniform"``)."""
+    return mask_key(int(accel)) if isinstance(accel, int) else parse_mask_key(str(accel))
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
