@@ -81,6 +81,20 @@ def test_resume_with_the_average_reproduces_the_uninterrupted_run(tmp_path, monk
     assert _metrics(run_a) == _metrics(tmp_path / "b")[-3:]
 
 
+def test_trained_weights_are_extracted_as_their_own_checkpoint(tmp_path):
+    from cinerecon.train.ema import main
+
+    run = fit(tiny_cfg(tmp_path / "run", **{"optim.ema_decay": 0.95, "epochs": 2}), MemoryCine(n=2))
+    last = read_checkpoint(run / "last.pt")
+    assert main([str(run / "last.pt"), str(tmp_path / "trained.pt")]) == 0
+    model, _ = load_model(tmp_path / "trained.pt")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, last.trained_state_dict[k]), k
+    assert main([str(run / "last.pt"), str(tmp_path / "trained.pt")]) == 1  # no overwrite without asking
+    assert main([str(run / "best.pt"), str(tmp_path / "t2.pt")]) == 1  # best.pt holds the average only
+    assert not (tmp_path / "t2.pt").exists()
+
+
 @pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.1", ".nan"])
 def test_bad_decay_is_refused(value, tmp_path):
     with pytest.raises(ConfigError, match="optim.ema_decay"):

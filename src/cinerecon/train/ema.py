@@ -10,14 +10,23 @@ weights from dominating short runs (after 1,000 updates d is 0.991, so a run of 
 steps averages over its last few hundred). Integer buffers are copied. The average is what a
 run validates and saves as its weights when ``optim.ema_decay`` is set (see
 :mod:`cinerecon.train.loop`); the trained weights travel beside it in ``last.pt`` for resuming.
+:func:`trained_weights` writes them as a checkpoint of their own (to compare, or to use them)::
+
+    python -m cinerecon.train.ema RUN/last.pt TRAINED.pt
 """
 
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from ..errors import CineReconError, DataError
+from ..files import check_writable
+from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint
 
 
 class WeightEMA:
@@ -62,3 +71,45 @@ class WeightEMA:
         """Restore the average's weights and update count (resuming a run)."""
         self.model.load_state_dict(state_dict)
         self.updates = int(updates)
+
+
+def trained_weights(src: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write ``out``: ``src``'s trained weights (not their moving average) as a weights-only checkpoint.
+
+    Args:
+        src: a ``last.pt`` of a run with ``optim.ema_decay`` (it holds ``trained_state_dict``).
+        out: the file to write (atomically); an existing file is refused unless ``overwrite``.
+
+    Raises:
+        DataError: ``src`` is unreadable or holds no trained weights beside an average.
+        OutputExistsError: ``out`` exists and ``overwrite`` is False (checked first).
+    """
+    out = Path(out)
+    check_writable([out], overwrite)
+    ck = read_checkpoint(src)
+    if ck.trained_state_dict is None:
+        raise DataError(f"{src}: holds no trained weights beside a moving average (a run without "
+                        "optim.ema_decay, or a best.pt): its weights are the trained ones")
+    weights = Checkpoint(model_name=ck.model_name, model_kwargs=ck.model_kwargs, state_dict=ck.trained_state_dict,
+                         config=ck.config, epoch=ck.epoch, step=ck.step)
+    build_from_checkpoint(weights, f"{src} (trained weights)")  # fits (strict) before anything is written
+    return atomic_torch_save(weights.to_dict(), out, overwrite=overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    overwrite = "--overwrite" in args
+    args = [a for a in args if a != "--overwrite"]
+    if len(args) != 2:
+        print("usage: python -m cinerecon.train.ema RUN/last.pt TRAINED.pt [--overwrite]", file=sys.stderr)
+        return 2
+    try:
+        print(f"wrote {trained_weights(*args, overwrite=overwrite)}")
+    except (CineReconError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
