@@ -206,7 +206,7 @@ ROWS = [
     ("recon-pickle-payload", RECON + ["model", "--checkpoint", "{w}/ck/evil.pt", "--accel", "4", "--out", "{out}"],
      ["evil.pt", "posix.system", "weights only"]),
     ("recon-future-version", RECON + ["model", "--checkpoint", "{w}/ck/future.pt", "--accel", "4", "--out", "{out}"],
-     ["future.pt", "version 99", "version 1"]),
+     ["future.pt", "version 99", "version 2"]),
     ("recon-nan-weights", RECON + ["model", "--checkpoint", "{w}/ck/nan.pt", "--accel", "4", "--out", "{out}"],
      ["nan.pt", "NaN"]),
     ("recon-absurd-channels", RECON + ["model", "--checkpoint", "{w}/ck/huge.pt", "--accel", "4", "--out", "{out}"],

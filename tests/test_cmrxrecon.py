@@ -390,3 +390,28 @@ def test_prepare_counts_subjects_not_subject_views(tmp_path, capsys):
                     {"kspace_full": rand_kspace(16, 16, 2, 1, 2)})
     assert main(["prepare", "cmrxrecon", str(tmp_path / "src"), str(tmp_path / "dst"), "--acs", "8", "--quiet"]) == 0
     assert "train: 1 subjects, 2 slices (2 fully sampled)" in capsys.readouterr().out
+
+
+def test_prepare_skips_a_slice_whose_maps_come_out_all_zero(tmp_path, capsys, monkeypatch):
+    h5mod = pytest.importorskip("cinerecon.data.h5")
+    import cinerecon.commands.prepare as prep
+
+    src = tmp_path / "src"
+    make_tree(src, coils=2, kx=16, ky=16, t=2, sz=2)
+    real = prep.estimate_maps
+    calls = {"n": 0}
+
+    def second_slice_zero(*a, **k):
+        calls["n"] += 1
+        maps = real(*a, **k)
+        return torch.zeros_like(maps) if calls["n"] == 2 else maps
+
+    monkeypatch.setattr(prep, "estimate_maps", second_slice_zero)
+    written = prep.prepare_cmrxrecon(src, tmp_path / "dst", ("sax",), prep.PrepareConfig(acs=8), verbose=False)
+    err = capsys.readouterr().err
+    assert "skipped TrainingSet/P001/cine_sax/slice01" in err and "all zero" in err
+    assert not (tmp_path / "dst" / "TrainingSet" / "P001" / "cine_sax_s01.h5").exists()
+    files = [p for v in written.values() for p in v]
+    assert len(files) == 4 and all(bool((h5mod.read_h5(p).maps != 0).any()) for p in files)
+    listed = sum(len((tmp_path / "dst" / f"{s}.txt").read_text().split()) for s in written if written[s])
+    assert listed == 4  # the split lists are written and name only the files that exist

@@ -40,6 +40,7 @@ def test_average_differs_from_the_trained_weights_and_is_what_the_run_saves(tmp_
     run = fit(tiny_cfg(tmp_path / "run", **over), MemoryCine(n=4, noise=0.05), MemoryCine(n=1, seed=9))
     last = read_checkpoint(run / "last.pt")
     assert last.ema_updates == last.step == 6 and last.trained_state_dict is not None
+    assert last.version == 2 and read_checkpoint(run / "best.pt").version == 1  # older readers refuse last.pt
     diff = max(float((last.state_dict[k] - last.trained_state_dict[k]).abs().max()) for k in last.state_dict)
     assert diff > 1e-4  # lr 3e-3 for 6 steps: the average lags the trained weights
     m = _metrics(run)

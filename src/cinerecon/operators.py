@@ -263,11 +263,12 @@ def unit_norm_maps(maps: torch.Tensor, tol: float = MAP_NORM_TOL) -> tuple[torch
     The hard DC of the unrolled models and the unit gradient step of L+S assume unit-norm maps
     (as ESPIRiT's and the simulators' are); maps scaled by a constant, or unnormalised coil
     profiles, make them diverge (sum |S|^2 > 1) or shrink the image (< 1). Since
-    M F S x = M F (S / r) (r x) with r = sqrt(sum_c |S_c|^2), such a problem is solved exactly by
-    reconstructing z = r x with the maps S / r and returning z / r. An item is rescaled when
-    the largest r^2 over its pixels differs from 1 by more than ``tol``; pixels where r = 0 and
-    the other items keep a factor of exactly 1 (their results are bit-identical). No value is
-    read to the host.
+    M F S x = M F (S / r) (r x) with r = sqrt(sum_c |S_c|^2), such a problem is solved with the
+    maps S / r for z = r x, and r z = S^H S x is returned: the toolkit's image scale, that of
+    ``SenseOp(maps).reduce(full_kspace)`` (stored targets, evaluation references, zero-filled
+    images). An item is rescaled when the largest r^2 over its pixels differs from 1 by more
+    than ``tol``; pixels where r = 0 and the other items keep a factor of exactly 1 (their
+    results are bit-identical). No value is read to the host.
 
     Args:
         maps: (B, C, 1, H, W) complex (any size-1 axis broadcasts, as in :class:`SenseOp`).
@@ -275,12 +276,13 @@ def unit_norm_maps(maps: torch.Tensor, tol: float = MAP_NORM_TOL) -> tuple[torch
 
     Returns:
         (maps / r, r): the maps to reconstruct with and the factor (B, 1, 1, H, W) real, 1
-        where nothing is rescaled; divide the reconstructed image (B, T, H, W) by ``r[:, 0]``.
+        where nothing is rescaled; multiply the image (B, T, H, W) reconstructed with them by
+        ``r[:, 0]`` (and divide a start or prior image on the toolkit's scale by it).
     """
     power = torch.view_as_real(maps).square().sum(dim=(1, -1), keepdim=True).squeeze(-1)  # (B, 1, 1, H, W)
     peak = power.flatten(1).amax(dim=1).reshape(-1, *([1] * (power.dim() - 1)))
     rescale = ((peak - 1).abs() > tol) & (power > 0)
-    r = torch.where(rescale, power.sqrt(), torch.ones((), dtype=power.dtype, device=power.device))
+    r = torch.where(rescale, power, torch.ones((), dtype=power.dtype, device=power.device)).sqrt()  # no 0 under sqrt
     return maps / r, r
 
 

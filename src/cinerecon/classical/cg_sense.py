@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from ..operators import SenseOp
+from ..operators import SenseOp, unit_norm_maps
 from ..solvers import conjugate_gradient
 from .zero_filled import check_inputs
 
@@ -52,7 +52,8 @@ def cg_sense(
     Args:
         kspace: (B, C, T, H, W) complex, zeros where not sampled.
         mask: real {0, 1} broadcastable to ``kspace``.
-        maps: (B, C, 1, H, W) complex coil maps.
+        maps: (B, C, 1, H, W) complex coil maps (unit-norm as ESPIRiT's; others are normalised
+            per pixel and the result scaled back, :func:`~cinerecon.operators.unit_norm_maps`).
         iters: maximum CG iterations (see :class:`CGSenseParams`).
         lam: Tikhonov weight >= 0.
         tol: relative residual tolerance.
@@ -66,11 +67,14 @@ def cg_sense(
     if iters < 0 or lam < 0 or tol < 0:
         raise ConfigError(f"cg_sense: iters, lam and tol must be >= 0, got iters={iters}, lam={lam}, tol={tol}")
     b, _, t, h, w = kspace.shape
+    maps, scale = unit_norm_maps(maps)  # maps that are not unit-norm: solve for z = r x, return r z
+    scale = scale[:, 0]
     op = SenseOp(maps, mask.to(kspace.real.dtype))
     rhs = op.adjoint(kspace)  # (B, T, H, W)
     if prior is not None:
         if prior.shape != rhs.shape:
             raise ConfigError(f"cg_sense: prior shape {tuple(prior.shape)} differs from the image {tuple(rhs.shape)}")
+        prior = prior / scale
         rhs = rhs + lam * prior
 
     def normal(z: torch.Tensor) -> torch.Tensor:
@@ -79,4 +83,4 @@ def cg_sense(
 
     x0 = None if prior is None else prior.reshape(b * t, h, w)
     x = conjugate_gradient(normal, rhs.reshape(b * t, h, w), x0=x0, iters=iters, tol=tol)
-    return x.reshape(b, t, h, w)
+    return x.reshape(b, t, h, w) * scale

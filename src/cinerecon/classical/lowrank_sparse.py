@@ -215,7 +215,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
         kspace: (B, C, T, H, W) complex64, zero where not sampled.
         mask: real {0, 1} broadcastable to ``kspace``.
         maps: (B, C, 1, H, W) complex64; maps whose sum_c |S_c|^2 does not peak at 1 are
-            normalised per pixel and the result divided back
+            normalised per pixel and the result scaled back
             (:func:`~cinerecon.operators.unit_norm_maps`), so the unit step stays valid.
         lam_l, lam_s, iters, tol: see :class:`LplusSParams`; ``lam_l`` may also be a (B,)
             tensor, one threshold per batch item.
@@ -240,7 +240,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
         svt_lam = p.lam_l
     _check(kspace, mask, maps)
     mask = mask.to(kspace.real.dtype)
-    maps, scale = unit_norm_maps(maps)  # the unit step needs unit-norm maps; r x is solved for, then divided
+    maps, scale = unit_norm_maps(maps)  # the unit step needs unit-norm maps: z = r x is solved for, r z returned
     scale = scale[:, 0]
     op = SenseOp(maps, mask)
     d = kspace * mask
@@ -248,7 +248,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
     if start is not None:
         if start.shape != m.shape:
             raise DataError(f"lplus_s: start shape {tuple(start.shape)} differs from the image {tuple(m.shape)}")
-        m = start.to(m.dtype) * scale
+        m = start.to(m.dtype) / scale
     b = m.shape[0]
     keep = (b, 1, 1, 1)
     tiny = torch.finfo(m.real.dtype).tiny
@@ -283,7 +283,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
             if still == 0:
                 break
             all_active = still == b
-    return LplusSResult(low / scale, sparse / scale, done)
+    return LplusSResult(low * scale, sparse * scale, done)
 
 
 def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
@@ -310,8 +310,7 @@ def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
             default 1e-3.
 
     Returns:
-        (B, T, H, W) complex image L + S, an estimate of x in k = M F S x (with unit-norm maps
-        on the scale of ``SenseOp(maps).reduce(full_kspace)``).
+        (B, T, H, W) complex image L + S on the scale of ``SenseOp(maps).reduce(full_kspace)``.
     """
     from .view_sharing import view_sharing
 
@@ -329,10 +328,6 @@ def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
         lam = pair[cal.long()]  # float64 exactly: 0.03 where calibrated
     else:
         lam = p.lam_l
-    if start == "view_sharing":  # an image estimate x: with maps that are not unit-norm, S_n^H of the shared k-space / r
-        unit, scale = unit_norm_maps(maps)
-        first = view_sharing(kspace, mask, unit) / scale[:, 0]
-    else:
-        first = None
+    first = view_sharing(kspace, mask, maps) if start == "view_sharing" else None
     res = lplus_s_decompose(kspace, mask, maps, lam_l=lam, lam_s=lam_s, iters=iters, tol=tol, start=first)
     return res.low_rank + res.sparse

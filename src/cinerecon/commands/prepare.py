@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import random
 import re
+import sys
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -118,13 +119,15 @@ def generated_masks(frames: int, width: int, name: str, cfg: PrepareConfig) -> d
             for r in cfg.generated_accels}
 
 
-def _write(path: Path, sample: CineSample, masks: dict[str, torch.Tensor], cfg: PrepareConfig) -> Path:
+def _write(path: Path, sample: CineSample, masks: dict[str, torch.Tensor], cfg: PrepareConfig) -> Path | None:
+    """Write one slice file; a slice whose estimated maps are all zero is skipped with a line on stderr (None)."""
     from ..data.h5 import write_h5
 
     if not bool((sample.maps != 0).any()):  # a file that reconstruct and evaluate would refuse
-        raise DataError(f"{sample.meta.source or sample.meta.name}: the coil maps estimated for {sample.meta.name} "
-                        f"(C, 1, H, W) = {tuple(sample.maps.shape)} are all zero (no signal found in the "
-                        f"calibration region of {cfg.acs} lines); nothing written to {path}")
+        print(f"prepare: skipped {sample.meta.name} ({sample.meta.source}): its coil maps (C, 1, H, W) = "
+              f"{tuple(sample.maps.shape)} came out all zero (no signal found in the calibration region of "
+              f"{cfg.acs} lines); nothing written to {path}", file=sys.stderr)
+        return None
     return write_h5(path, sample, masks, overwrite=cfg.overwrite)
 
 
@@ -298,7 +301,9 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                 nominal = re.match(r"R(\d+)", j.mask_key)
                 sample = undersampled_sample(k, j.masks[j.mask_key], j.meta, cfg,
                                              float(nominal.group(1)) if nominal else None)
-            written[j.split].append(_write(j.out, sample, j.masks, cfg))
+            path = _write(j.out, sample, j.masks, cfg)
+            if path is not None:
+                written[j.split].append(path)
     finally:
         if current is not None:
             current.close()
@@ -379,7 +384,9 @@ def prepare_ismrmrd(src: Path, dst: Path, cfg: PrepareConfig | None = None, name
             print(f"{src.name} slice {sl.slice_index}: (C, T, H, W) = {(c, t, h, w)}, "
                   f"{'fully sampled' if sl.fully_sampled else f'R~{sample.meta.accel}'}, "
                   f"{'scanner geometry kept' if sl.geometry else 'no scanner geometry in the headers'} -> {out}")
-        written.append(_write(out, sample, masks, cfg))
+        path = _write(out, sample, masks, cfg)
+        if path is not None:
+            written.append(path)
     update_split_lists(dst, {split: written})
     return written
 

@@ -408,12 +408,13 @@ class Unrolled(nn.Module):
         the input's (complex128 data into a float32 model is converted). Maps whose
         sum_c |S_c|^2 does not peak at 1 (scaled or unnormalised profiles, on
         which hard DC and L+S diverge or shrink the image) are normalised per pixel and the
-        result divided back (:func:`~cinerecon.operators.unit_norm_maps`, exact for the data
-        model); unit-norm maps, as ESPIRiT and the simulators give, are used as they are.
+        result scaled back (:func:`~cinerecon.operators.unit_norm_maps`, exact for the data
+        model, and the image is on the scale of S^H F^-1 k as ever); unit-norm maps, as
+        ESPIRiT and the simulators give, are used as they are.
         """
         kspace, mask, sens_maps, dtype = in_model_precision(self, kspace, mask, sens_maps)
         sens_maps, scale = unit_norm_maps(sens_maps)
-        out = self._forward(kspace, mask, sens_maps) / scale[:, 0]
+        out = self._forward(kspace, mask, sens_maps) * scale[:, 0]
         return out if dtype is None else out.to(dtype)
 
     def _forward(self, kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:

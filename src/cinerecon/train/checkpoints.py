@@ -28,7 +28,11 @@ from ..files import atomic_output
 from .config import TrainConfig, to_dict
 
 FORMAT = "cinerecon-checkpoint"
-VERSION = 1
+#: The newest format version this code reads and writes. Version 2 adds ``trained_state_dict``
+#: (runs with a moving average of the weights); only such checkpoints are written as version 2, so
+#: that an older cinerecon refuses them instead of resuming from the average. Others stay version 1.
+VERSION = 2
+PLAIN_VERSION = 1
 
 
 @dataclass
@@ -80,7 +84,7 @@ class Checkpoint:
             state belongs to (``last.pt`` only; resuming continues from them); else None.
         ema_updates: updates of that average so far, or None.
         format: :data:`FORMAT`.
-        version: :data:`VERSION`.
+        version: :data:`PLAIN_VERSION`, or :data:`VERSION` when ``trained_state_dict`` is set.
     """
 
     model_name: str
@@ -96,7 +100,7 @@ class Checkpoint:
     trained_state_dict: dict | None = None
     ema_updates: int | None = None
     format: str = FORMAT
-    version: int = VERSION
+    version: int = PLAIN_VERSION
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -180,6 +184,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         rng=dataclasses.asdict(RngState.capture()) if rng else None,
         trained_state_dict=None if trained is None else unwrap(trained).state_dict(),
         ema_updates=None if ema_updates is None else int(ema_updates),
+        version=PLAIN_VERSION if trained is None else VERSION,
     )
     return atomic_torch_save(ck.to_dict(), path)
 
