@@ -102,18 +102,20 @@ def test_loss_decreases_and_beats_zero_filling(tmp_path):
     assert (run / "best.pt").is_file() and (run / "tb").is_dir() and any((run / "tb").iterdir())
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
+def crash_and_resume(tmp_path, monkeypatch, over: dict, crash_at: int):
+    """Run ``a`` uninterrupted; run ``b`` crashed at the ``crash_at``-th loss computation (epoch 2), then resumed.
+
+    Returns the two run directories.
+    """
     import cinerecon.train.loop as loop
 
-    over = {"optim.schedule_per": "step", "epochs": 3}
     data = dict(train_set=MemoryCine(n=4, noise=0.05), val_set=MemoryCine(n=1, seed=9))
     run_a = fit(tiny_cfg(tmp_path / "a", **over), **data)
-
     real_loss, calls = loop.reconstruction_loss, {"n": 0}
 
     def crashing(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 5:  # first batch of epoch 2 (the start-up probe step, then 2 batches + 1 validation item)
+        if calls["n"] == crash_at:
             raise RuntimeError("simulated crash")
         return real_loss(*a, **k)
 
@@ -123,13 +125,18 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     assert read_checkpoint(tmp_path / "b" / "last.pt").epoch == 1
     monkeypatch.setattr(loop, "reconstruction_loss", real_loss)
     fit(dataclasses.replace(tiny_cfg(tmp_path / "b", **over), resume=True), **data)
+    return run_a, tmp_path / "b"
 
-    a, b = read_checkpoint(run_a / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
+    # crash at the first batch of epoch 2 (the start-up probe step, then 2 batches + 1 validation item)
+    run_a, run_b = crash_and_resume(tmp_path, monkeypatch, {"optim.schedule_per": "step", "epochs": 3}, crash_at=5)
+    a, b = read_checkpoint(run_a / "last.pt"), read_checkpoint(run_b / "last.pt")
     assert a.epoch == b.epoch == 3 and a.step == b.step == 6
     for k in a.state_dict:
         assert torch.equal(a.state_dict[k], b.state_dict[k]), k
     assert a.scheduler["last_epoch"] == b.scheduler["last_epoch"]
-    assert [r["loss"] for r in _metrics(run_a)] == [r["loss"] for r in _metrics(tmp_path / "b")][-3:]
+    assert [r["loss"] for r in _metrics(run_a)] == [r["loss"] for r in _metrics(run_b)][-3:]
 
 
 def test_checkpoint_holds_resolved_config_and_reloads(tmp_path):

@@ -1,6 +1,5 @@
 """The moving average of the weights (optim.ema_decay): its recursion, what a run saves, exact resumption."""
 
-import dataclasses
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from cinerecon.errors import ConfigError
 from cinerecon.train.checkpoints import load_model, read_checkpoint
 from cinerecon.train.ema import WeightEMA
 from cinerecon.train.loop import fit
-from test_train_loop import MemoryCine, _metrics, tiny_cfg
+from test_train_loop import MemoryCine, _metrics, crash_and_resume, tiny_cfg
 
 
 def test_update_follows_the_warmed_up_recursion():
@@ -55,31 +54,15 @@ def test_average_differs_from_the_trained_weights_and_is_what_the_run_saves(tmp_
 
 
 def test_resume_with_the_average_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
-    import cinerecon.train.loop as loop
-
     over = {"optim.ema_decay": 0.9, "optim.schedule_per": "step", "epochs": 3}
-    data = dict(train_set=MemoryCine(n=4, noise=0.05), val_set=MemoryCine(n=1, seed=9))
-    run_a = fit(tiny_cfg(tmp_path / "a", **over), **data)
-    real_loss, calls = loop.reconstruction_loss, {"n": 0}
-
-    def crashing(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 6:  # probe step, 2 batches, 2 validations (average, trained), then epoch 2's first
-            raise RuntimeError("simulated crash")
-        return real_loss(*a, **k)
-
-    monkeypatch.setattr(loop, "reconstruction_loss", crashing)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        fit(tiny_cfg(tmp_path / "b", **over), **data)
-    assert read_checkpoint(tmp_path / "b" / "last.pt").epoch == 1
-    monkeypatch.setattr(loop, "reconstruction_loss", real_loss)
-    fit(dataclasses.replace(tiny_cfg(tmp_path / "b", **over), resume=True), **data)
-    a, b = read_checkpoint(run_a / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    # crash at epoch 2's first batch: probe step, 2 batches, 2 validations (average, trained) come first
+    run_a, run_b = crash_and_resume(tmp_path, monkeypatch, over, crash_at=6)
+    a, b = read_checkpoint(run_a / "last.pt"), read_checkpoint(run_b / "last.pt")
     assert a.ema_updates == b.ema_updates == 6
     for k in a.state_dict:
         assert torch.equal(a.state_dict[k], b.state_dict[k]), k
         assert torch.equal(a.trained_state_dict[k], b.trained_state_dict[k]), k
-    assert _metrics(run_a) == _metrics(tmp_path / "b")[-3:]
+    assert _metrics(run_a) == _metrics(run_b)[-3:]
 
 
 def test_trained_weights_are_extracted_as_their_own_checkpoint(tmp_path):

@@ -189,6 +189,28 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     return atomic_torch_save(ck.to_dict(), path)
 
 
+def run_checkpoint_tool(argv: list[str] | None, usage: str, n_paths: int, tool: Callable[..., Path]) -> int:
+    """``main`` of a ``python -m`` checkpoint tool: ``n_paths`` path arguments and ``--overwrite``.
+
+    Calls ``tool(*paths, overwrite=...)``, prints the file written; a usage line (exit 2) or one
+    error line (exit 1) otherwise.
+    """
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    overwrite = "--overwrite" in args
+    args = [a for a in args if a != "--overwrite"]
+    if len(args) != n_paths:
+        print(f"usage: {usage}", file=sys.stderr)
+        return 2
+    try:
+        print(f"wrote {tool(*args, overwrite=overwrite)}")
+    except (CineReconError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _torch_load(path: Path, weights_only: bool = True) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)

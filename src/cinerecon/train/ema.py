@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import CineReconError, DataError
+from ..errors import DataError
 from ..files import check_writable
-from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint
+from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint, run_checkpoint_tool
 
 
 class WeightEMA:
@@ -97,18 +97,8 @@ def trained_weights(src: str | Path, out: str | Path, overwrite: bool = False) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    overwrite = "--overwrite" in args
-    args = [a for a in args if a != "--overwrite"]
-    if len(args) != 2:
-        print("usage: python -m cinerecon.train.ema RUN/last.pt TRAINED.pt [--overwrite]", file=sys.stderr)
-        return 2
-    try:
-        print(f"wrote {trained_weights(*args, overwrite=overwrite)}")
-    except (CineReconError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_checkpoint_tool(argv, "python -m cinerecon.train.ema RUN/last.pt TRAINED.pt [--overwrite]", 2,
+                               trained_weights)
 
 
 if __name__ == "__main__":

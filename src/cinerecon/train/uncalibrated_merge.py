@@ -13,9 +13,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import CineReconError, DataError
+from ..errors import DataError
 from ..files import check_writable
-from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint
+from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint, run_checkpoint_tool
 
 PREFIX, SECOND = "cascades.", "uncalibrated_cascades."
 
@@ -68,18 +68,8 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    overwrite = "--overwrite" in args
-    args = [a for a in args if a != "--overwrite"]
-    if len(args) != 3:
-        print("usage: python -m cinerecon.train.uncalibrated_merge MAIN.pt KT.pt OUT.pt [--overwrite]", file=sys.stderr)
-        return 2
-    try:
-        print(f"wrote {merge_uncalibrated(*args, overwrite=overwrite)}")
-    except (CineReconError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_checkpoint_tool(argv, "python -m cinerecon.train.uncalibrated_merge MAIN.pt KT.pt OUT.pt [--overwrite]",
+                               3, merge_uncalibrated)
 
 
 if __name__ == "__main__":
