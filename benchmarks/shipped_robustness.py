@@ -38,6 +38,7 @@ class Condition:
     snr_db: float = 35.0
     accel: int = 8
     acs: int = 24
+    maps_scale: float = 1.0  # maps handed to the methods are this times the unit-norm true maps
 
 
 CONDITIONS = (
@@ -50,6 +51,8 @@ CONDITIONS = (
     Condition("45 dB noise", snr_db=45.0),
     Condition("16 ACS lines", acs=16),
     Condition("R = 10, 16 ACS lines", accel=10, acs=16),
+    Condition("maps x 2 (not unit-norm)", maps_scale=2.0),
+    Condition("maps x 0.5 (not unit-norm)", maps_scale=0.5),
 )
 METHODS = ("cg_sense", "lplus_s", "crunet")
 
@@ -81,11 +84,12 @@ def run(args: argparse.Namespace) -> list[dict]:
                                          size=cond.size, n_frames=min(args.frames, t0))
             t, w = sample.target.shape[0], sample.target.shape[-1]
             mask = make_mask(MaskSpec("equispaced_acs", cond.accel, cond.acs), t, w, seed=args.seed * 1000 + i)
-            kb, mb, sb = (sample.kspace * mask)[None], mask[None], sample.maps[None]
+            kb, mb, sb = (sample.kspace * mask)[None], mask[None], cond.maps_scale * sample.maps[None]
+            target = cond.maps_scale * sample.target  # S^H F^-1 k of the full data with the maps given
             for method in METHODS:
                 with torch.no_grad():
                     rec = model(kb, mb, sb) if method == "crunet" else CLASSICAL[method](kb, mb, sb)
-                m = series_metrics(rec[0], sample.target, "global", with_haarpsi=False)
+                m = series_metrics(rec[0], target, "global", with_haarpsi=False)
                 rows.append({"series": path.stem, "condition": cond.name, "method": method,
                              "psnr": float(m.psnr), "ssim": float(m.ssim), **{"setting": asdict(cond)}})
                 print(f"{path.stem:>14} {cond.name:>24} {method:>9}: PSNR {rows[-1]['psnr']:6.2f} "
