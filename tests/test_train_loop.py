@@ -211,6 +211,50 @@ def test_cli_trains_on_hdf5_files_and_resumes(tmp_path, capsys):
     assert load_config(run2 / "config.yaml").data.masks[1] == MaskSpec("time_varying_acs", 3, 2)
 
 
+def test_cli_guards_runs_against_saved_configs_and_changed_architectures(tmp_path, capsys):
+    """A saved config.yaml never carries --overwrite; --resume and --init refuse another architecture in one line."""
+    simulate = pytest.importorskip("cinerecon.data.simulate")
+    from cinerecon.cli import main
+
+    data = tmp_path / "data"
+    simulate.simulate_dataset(data, 3, simulate.SimConfig(frames=4, coils=2, size=(16, 12)), accels=(4,),
+                              split=(0.34, 0.33, 0.33))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    common = ["progress=false", "device=cpu", "optim.warmup_epochs=1"]
+    assert main(["train", str(data), "--model", "crunet", "--accel", "4", "--epochs", "1", "--out", str(run),
+                 "--overwrite", "model.kwargs.chans=2", "model.kwargs.cascades=1"] + common) == 0
+    assert load_config(run / "config.yaml").overwrite is False
+    before = (run / "best.pt").read_bytes()
+    # re-running the saved config (its out is this run) without --overwrite: refused, nothing replaced
+    assert main(["train", str(data), "--config", str(run / "config.yaml"), "model.kwargs.chans=3"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (run / "best.pt").read_bytes() == before and (run / "notes.txt").read_text() == "mine"
+    # resuming with another architecture: one line naming last.pt and the key
+    assert main(["train", str(data), "--out", str(run), "--resume", "--epochs", "2", "model.kwargs.chans=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "last.pt" in err[0] and "model.kwargs.chans=3" in err[0]
+    # --init with a conflicting explicit model or kwargs: refused instead of silently ignored
+    for extra in (["--model", "unet3d"], ["model.kwargs.chans=3"]):
+        out = tmp_path / f"ft{len(extra)}"
+        assert main(["train", str(data), "--init", str(run / "best.pt"), "--epochs", "1", "--out", str(out)]
+                    + extra + common) == 2
+        err = capsys.readouterr().err
+        assert "--init" in err and ("unet3d" in err or "chans=3" in err)
+        assert not out.exists() or not any(out.iterdir())  # nothing trained or written
+    # the same kwargs as the checkpoint (or only the free ones) are fine
+    assert main(["train", str(data), "--init", str(run / "best.pt"), "--epochs", "1", "--out", str(tmp_path / "ok"),
+                 "--accel", "4", "model.kwargs.chans=2", "model.kwargs.initial_image=view_sharing"] + common) == 0
+
+
+@pytest.mark.parametrize("spec", ["{kind: equispaced_acs, accel: 0}", "{kind: uniform, accel: -4}",
+                                  "{kind: equispaced_acs, accel: 4, acs: -1}"])
+def test_nonsense_mask_specs_are_refused_in_one_line(spec, tmp_path):
+    with pytest.raises(ConfigError, match=r"mask .*(accel|acs) must be"):
+        tiny_cfg(tmp_path / "r", **{"data.masks": f"[{spec}]"})
+
+
 def test_bf16_autocast_and_activation_checkpointing_train(tmp_path):
     cfg = tiny_cfg(tmp_path / "run", epochs=2, amp=True, checkpoint_cascades=True)
     run = fit(cfg, MemoryCine(n=2), MemoryCine(n=1, seed=3))

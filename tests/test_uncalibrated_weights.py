@@ -94,6 +94,16 @@ def test_merge_writes_a_checkpoint_that_loads_and_routes(tmp_path):
     assert read_checkpoint(out).config["model"]["kwargs"] == read_checkpoint(out).model_kwargs
 
 
+def test_merge_of_two_runs_with_the_default_initial_image(tmp_path):
+    """Runs that never set initial_image (the builder's default) used to merge into kwargs initial_image=None."""
+    torch.manual_seed(0)
+    plain = {"chans": 4, "cascades": 2}
+    _save(tmp_path / "a.pt", build_model("crunet", **plain), plain)
+    _save(tmp_path / "b.pt", build_model("crunet", **plain), plain)
+    model, _ = load_model(merge_uncalibrated(tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "ab.pt"))
+    assert model.config.uncalibrated_weights and model.config.initial_image == "zero_filled"
+
+
 def test_two_set_model_has_no_authors_layout():
     from cinerecon.models.compat import to_authors_state_dict
 

@@ -111,8 +111,8 @@ def resolve(args: argparse.Namespace):
     model = cfg.model
     if args.model is not None and args.model != model.name:
         model = dataclasses.replace(model, name=args.model, kwargs={})
-    changes = {"data": data, "model": model, "resume": bool(args.resume),
-               "overwrite": bool(args.overwrite or cfg.overwrite)}
+    # run-control flags come from this command line only, never from a (saved) config file
+    changes = {"data": data, "model": model, "resume": bool(args.resume), "overwrite": bool(args.overwrite)}
     if args.epochs is not None:
         if args.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")

@@ -53,7 +53,7 @@ class DataConfig:
         root: directory of our HDF5 files (with optional train.txt / val.txt / test.txt),
             or of ``.npz`` series for ``kind="real_cine"``.
         mask_key: stored mask used for undersampling (``R04``, ``R08``, ``R10``, ``R24``);
-            ignored for training when ``masks`` is non-empty.
+            unused when ``masks`` is non-empty (training and validation then draw those).
         masks: on-the-fly masks; several specs give mixed-mask training (one drawn per item).
         frames_window: None trains on full sequences; e.g. 5 trains on random windows of
             5 adjacent frames (circular in time). Validation always uses full sequences.
@@ -212,9 +212,13 @@ class TrainConfig:
         progress: show tqdm progress bars.
         out: run directory (checkpoints, resolved config, TensorBoard logs).
         init: checkpoint whose weights initialise the model (fine-tuning); its
-            architecture replaces ``model``.
+            architecture replaces ``model`` (only ``checkpoint_cascades`` and ``initial_image``
+            may differ; another explicitly named model or kwarg value is refused).
         resume: continue from ``out/last.pt``.
-        overwrite: allow writing into a non-empty ``out`` without resuming.
+        overwrite: allow writing into a non-empty ``out`` without resuming. Both are
+            run-control flags of one command: ``config.yaml`` records them as false and the
+            CLI takes them from its own flags only, so re-running a saved config never
+            replaces a run unasked.
         time_budget_min: wall-clock minutes for this run (None: no limit). After the first
             epoch the epoch count is cut to what fits (the learning-rate schedule follows the
             new count and the cut is saved in ``config.yaml``); training stops cleanly between

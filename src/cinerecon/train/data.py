@@ -46,8 +46,9 @@ def split_files(root: Path, val_fraction: float) -> tuple[list[Path], list[Path]
 def build_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]:
     """Train and validation datasets of CineSample from ``cfg.root``.
 
-    Training draws masks on the fly when ``cfg.masks`` is set (mixed-mask training), else
-    uses the stored ``cfg.mask_key``; ``cfg.frames_window`` applies to training only.
+    Training and validation draw masks on the fly when ``cfg.masks`` is set (mixed-mask
+    training; validation items get fixed draws, seeded by ``seed + 1``), else both use the
+    stored ``cfg.mask_key``; ``cfg.frames_window`` applies to training only.
     With ``cfg.kind == "real_cine"`` the items are made from the ``.npz`` series under
     ``cfg.root`` (see :mod:`cinerecon.data.realistic`); ``cfg.real.val_series`` validate.
     """

@@ -106,6 +106,31 @@ def magnitude_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(t.amax(dim=1) ** 2 / mse)
 
 
+def saved_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` as ``config.yaml`` records it: without the run-control flags ``overwrite`` and ``resume``.
+
+    Re-running a saved config must not replace a run (its own or another) without being asked.
+    """
+    return dataclasses.replace(cfg, overwrite=False, resume=False)
+
+
+#: ``model.kwargs`` that a run started from ``init`` may set differently from the checkpoint (not weight shapes).
+INIT_FREE_KWARGS = ("checkpoint_cascades", "initial_image")
+
+
+def _check_init_architecture(cfg: TrainConfig, name: str, kwargs: dict) -> None:
+    """Refuse a config that asks for another model than the ``init`` checkpoint holds (it would be ignored)."""
+    asked = cfg.model
+    if asked.name != name and asked != ModelConfig():  # a model named on purpose (not the default)
+        raise ConfigError(f"--init {cfg.init} holds model {name!r}; the config asks for {asked.name!r} (drop --model "
+                          "or model.name: the checkpoint's architecture is used)")
+    wrong = {k: v for k, v in asked.kwargs.items() if k not in INIT_FREE_KWARGS and k in kwargs and kwargs[k] != v}
+    if wrong:
+        k = next(iter(wrong))
+        raise ConfigError(f"--init {cfg.init} holds {name} with {k}={kwargs[k]!r}; the config asks for "
+                          f"model.kwargs.{k}={wrong[k]!r} (the checkpoint's architecture is used: drop the override)")
+
+
 def _build_model(cfg: TrainConfig) -> tuple[nn.Module, TrainConfig]:
     """Build the model of ``cfg`` (or the architecture and weights of ``cfg.init``)."""
     from ..models import build_model
@@ -114,6 +139,7 @@ def _build_model(cfg: TrainConfig) -> tuple[nn.Module, TrainConfig]:
         init_model, info = load_model(cfg.init, "cpu")
         arch = info.get("model", {})
         name, kwargs = arch.get("name", cfg.model.name), dict(arch.get("kwargs", {}))
+        _check_init_architecture(cfg, name, kwargs)
         for key in ("checkpoint_cascades", "initial_image"):  # options that leave the weights' shapes alone
             if key in cfg.model.kwargs:
                 kwargs[key] = cfg.model.kwargs[key]
@@ -225,6 +251,15 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if resume_ck is not None and resume_ck.model_name != cfg.model.name:
         raise ConfigError(f"{run / 'last.pt'} holds model {resume_ck.model_name!r}, the config asks for "
                           f"{cfg.model.name!r}")
+    if resume_ck is not None:
+        stored = resume_ck.model_kwargs
+        changed = [k for k in set(stored) | set(cfg.model.kwargs)
+                   if k != "checkpoint_cascades" and stored.get(k) != cfg.model.kwargs.get(k)]
+        if changed:
+            k = sorted(changed)[0]
+            raise ConfigError(f"{run / 'last.pt'} holds {resume_ck.model_name} with {k}={stored.get(k)!r}; the config "
+                              f"asks for model.kwargs.{k}={cfg.model.kwargs.get(k)!r}: a run resumes with the "
+                              "architecture it started with (start a new run, or --init from its last.pt)")
     if resume_ck is not None and resume_ck.epoch >= cfg.epochs:
         _say_finished(run, resume_ck, cfg, info)
         return run
@@ -280,7 +315,7 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if info.is_main:
         if cfg.overwrite and not cfg.resume:
             _clear_previous_outputs(run)
-        atomic_write_text(run / "config.yaml", dump_yaml(cfg), fsync=True)
+        atomic_write_text(run / "config.yaml", dump_yaml(saved_config(cfg)), fsync=True)
     _announce(cfg, model, train_set, val_set, loader, device, info, step_s, budget)
     n_steps = len(loader)
     ddp_model = wrap_model(model, info, device)
@@ -607,7 +642,7 @@ def _set_epochs(cfg: TrainConfig, epochs: int, scheduler: Any, steps_per_epoch: 
     scheduler.lr_lambdas = [warmup_cosine(o.lr, o.min_lr, o.warmup_epochs, cfg.epochs, steps_per_epoch)
                             for _ in scheduler.lr_lambdas]
     if info.is_main:
-        atomic_write_text(run / "config.yaml", dump_yaml(cfg), fsync=True)
+        atomic_write_text(run / "config.yaml", dump_yaml(saved_config(cfg)), fsync=True)
     return cfg
 
 

@@ -56,7 +56,9 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
     if ia != ib and {ia, ib} != {"lplus_s", "lplus_s_kt"}:
         raise DataError(f"{main} (initial image {ia!r}) and {kt} ({ib!r}): calibrated items would not start "
                         "from the image the main weights were trained with")
-    kwargs = {**a.model_kwargs, "uncalibrated_weights": True, "initial_image": ib if ib is not None else ia}
+    kwargs = {**a.model_kwargs, "uncalibrated_weights": True}
+    if ib is not None or ia is not None:  # neither set: the builder's default for both
+        kwargs["initial_image"] = ib if ib is not None else ia
     state = dict(a.state_dict)
     state.update({SECOND + k[len(PREFIX):]: v for k, v in b.state_dict.items() if k.startswith(PREFIX)})
     config = dict(a.config)
