@@ -11,7 +11,8 @@ validation set). The run directory also holds ``config.yaml`` (the resolved conf
 With ``optim.ema_decay`` a moving average of the weights (:mod:`cinerecon.train.ema`) is
 updated after every optimiser step; it is what validation scores (the trained weights are
 scored too, ``val_psnr_trained``) and what ``best.pt`` and ``last.pt`` hold as their weights,
-``last.pt`` keeping the trained weights beside it for resuming.
+``last.pt`` keeping the trained weights beside it for resuming. (Without a validation set
+``best.pt`` is still chosen by the training loss, which the trained weights produced.)
 
 With a time budget (``time_budget_min``, ``--time-budget``) the epoch count is fitted to
 the measured time after every epoch, and the clock is also read after every step (no
