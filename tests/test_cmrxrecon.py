@@ -406,10 +406,13 @@ def test_prepare_skips_a_slice_whose_maps_come_out_all_zero(tmp_path, capsys, mo
         maps = real(*a, **k)
         return torch.zeros_like(maps) if calls["n"] == 2 else maps
 
-    monkeypatch.setattr(prep, "estimate_maps", second_slice_zero)
-    written = prep.prepare_cmrxrecon(src, tmp_path / "dst", ("sax",), prep.PrepareConfig(acs=8), verbose=False)
+    first = prep.prepare_cmrxrecon(src, tmp_path / "dst", ("sax",), prep.PrepareConfig(acs=8), verbose=False)
+    assert (tmp_path / "dst" / "TrainingSet" / "P001" / "cine_sax_s01.h5") in first["train"]
+    monkeypatch.setattr(prep, "estimate_maps", second_slice_zero)  # again, over the first run's files
+    written = prep.prepare_cmrxrecon(src, tmp_path / "dst", ("sax",), prep.PrepareConfig(acs=8, overwrite=True),
+                                     verbose=False)
     err = capsys.readouterr().err
-    assert "skipped TrainingSet/P001/cine_sax/slice01" in err and "all zero" in err
+    assert "skipped TrainingSet/P001/cine_sax/slice01" in err and "all zero" in err and "removed the earlier" in err
     assert not (tmp_path / "dst" / "TrainingSet" / "P001" / "cine_sax_s01.h5").exists()
     files = [p for v in written.values() for p in v]
     assert len(files) == 4 and all(bool((h5mod.read_h5(p).maps != 0).any()) for p in files)

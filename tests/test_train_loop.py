@@ -226,7 +226,13 @@ def test_cli_guards_runs_against_saved_configs_and_changed_architectures(tmp_pat
     assert main(["train", str(data), "--model", "crunet", "--accel", "4", "--epochs", "1", "--out", str(run),
                  "--overwrite", "model.kwargs.chans=2", "model.kwargs.cascades=1"] + common) == 0
     assert load_config(run / "config.yaml").overwrite is False
+    assert read_checkpoint(run / "last.pt").config["overwrite"] is False
     before = (run / "best.pt").read_bytes()
+    old = tmp_path / "old_style.yaml"  # a config that says overwrite: true (as saved before this fix)
+    old.write_text((run / "config.yaml").read_text().replace("overwrite: false", "overwrite: true"))
+    assert main(["train", str(data), "--config", str(old)]) == 2
+    assert "overwrite: true; ignored" in capsys.readouterr().err
+    assert (run / "best.pt").read_bytes() == before
     # re-running the saved config (its out is this run) without --overwrite: refused, nothing replaced
     assert main(["train", str(data), "--config", str(run / "config.yaml"), "model.kwargs.chans=3"]) == 2
     assert "not empty" in capsys.readouterr().err
@@ -246,6 +252,20 @@ def test_cli_guards_runs_against_saved_configs_and_changed_architectures(tmp_pat
     # the same kwargs as the checkpoint (or only the free ones) are fine
     assert main(["train", str(data), "--init", str(run / "best.pt"), "--epochs", "1", "--out", str(tmp_path / "ok"),
                  "--accel", "4", "model.kwargs.chans=2", "model.kwargs.initial_image=view_sharing"] + common) == 0
+
+
+def test_architecture_checks_fill_in_the_builders_defaults(tmp_path):
+    """{} and {"cascades": 2} are one tiny model (its builder's default): neither --init nor --resume may trip on it."""
+    src = fit(tiny_cfg(tmp_path / "src", epochs=1), MemoryCine(n=2))  # kwargs {}: the default 2 cascades
+    # --init: the same architecture written out is fine, another one is refused even though src stored none
+    fit(tiny_cfg(tmp_path / "same", epochs=1, **{"init": src / "last.pt", "model.kwargs.cascades": 2}), MemoryCine(n=2))
+    with pytest.raises(ConfigError, match=r"cascades=2.*model.kwargs.cascades=3"):
+        fit(tiny_cfg(tmp_path / "other", epochs=1, **{"init": src / "last.pt", "model.kwargs.cascades": 3}),
+            MemoryCine(n=2))
+    # --resume of a run whose stored kwargs list a default that its config leaves out
+    b = fit(tiny_cfg(tmp_path / "b", epochs=1, **{"model.kwargs.cascades": 2}), MemoryCine(n=2))
+    fit(dataclasses.replace(tiny_cfg(b, epochs=2), resume=True), MemoryCine(n=2))
+    assert read_checkpoint(b / "last.pt").epoch == 2
 
 
 @pytest.mark.parametrize("spec", ["{kind: equispaced_acs, accel: 0}", "{kind: uniform, accel: -4}",

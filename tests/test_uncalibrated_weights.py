@@ -102,6 +102,8 @@ def test_merge_of_two_runs_with_the_default_initial_image(tmp_path):
     _save(tmp_path / "b.pt", build_model("crunet", **plain), plain)
     model, _ = load_model(merge_uncalibrated(tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "ab.pt"))
     assert model.config.uncalibrated_weights and model.config.initial_image == "zero_filled"
+    _save(tmp_path / "c.pt", build_model("crunet", **plain), {**plain, "initial_image": "zero_filled"})
+    merge_uncalibrated(tmp_path / "a.pt", tmp_path / "c.pt", tmp_path / "ac.pt")  # unset == the default: pairs
 
 
 def test_two_set_model_has_no_authors_layout():

@@ -124,24 +124,30 @@ def _write(path: Path, sample: CineSample, masks: dict[str, torch.Tensor], cfg: 
     from ..data.h5 import write_h5
 
     if not bool((sample.maps != 0).any()):  # a file that reconstruct and evaluate would refuse
+        stale = path.is_file()  # an earlier run's file (only with --overwrite: checked before any job)
+        if stale:
+            path.unlink()
         print(f"prepare: skipped {sample.meta.name} ({sample.meta.source}): its coil maps (C, 1, H, W) = "
               f"{tuple(sample.maps.shape)} came out all zero (no signal found in the calibration region of "
-              f"{cfg.acs} lines); nothing written to {path}", file=sys.stderr)
+              f"{cfg.acs} lines); {'removed the earlier' if stale else 'no'} file {path}", file=sys.stderr)
         return None
     return write_h5(path, sample, masks, overwrite=cfg.overwrite)
 
 
 def update_split_lists(dst: Path, entries: dict[str, list[Path]]) -> dict[str, Path]:
-    """Merge ``entries`` (split -> files) into ``dst/<split>.txt`` (one path relative to dst per line)."""
+    """Merge ``entries`` (split -> files) into ``dst/<split>.txt`` (one path relative to dst per line).
+
+    Listed files that no longer exist (e.g. removed by a later run that skipped their slice) are dropped.
+    """
     out = {}
     for split, files in entries.items():
-        if not files:
+        if not files and not (dst / f"{split}.txt").exists():
             continue
         if split not in SPLITS:
             raise ConfigError(f"unknown split {split!r}; choose from {SPLITS}")
         p = dst / f"{split}.txt"
         lines = set(p.read_text().split()) if p.exists() else set()
-        lines |= {f.relative_to(dst).as_posix() for f in files}
+        lines = {ln for ln in lines if (dst / ln).is_file()} | {f.relative_to(dst).as_posix() for f in files}
         p.write_text("".join(f"{ln}\n" for ln in sorted(lines)))
         out[split] = p
     return out
@@ -309,7 +315,10 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
             current.close()
     update_split_lists(dst, written)
     if notes is not None:
-        notes.extend(_cmrx_notes(jobs, cfg, split_map is not None))
+        kept = {p for files in written.values() for p in files}
+        notes.extend(_cmrx_notes([j for j in jobs if j.out in kept], cfg, split_map is not None))
+        if len(kept) < len(jobs):
+            notes.append(f"skipped {len(jobs) - len(kept)} slice(s) whose coil maps came out all zero (see above)")
     return written
 
 

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import math
 import os
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -112,6 +113,9 @@ def resolve(args: argparse.Namespace):
     if args.model is not None and args.model != model.name:
         model = dataclasses.replace(model, name=args.model, kwargs={})
     # run-control flags come from this command line only, never from a (saved) config file
+    if cfg.overwrite and not args.overwrite:
+        print(f"train: note: {base} sets overwrite: true; ignored (pass --overwrite to replace a run)",
+              file=sys.stderr)
     changes = {"data": data, "model": model, "resume": bool(args.resume), "overwrite": bool(args.overwrite)}
     if args.epochs is not None:
         if args.epochs < 1:

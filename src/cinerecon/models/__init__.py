@@ -43,6 +43,33 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
+def full_kwargs(name: str, kwargs: dict) -> dict:
+    """Every keyword argument of model ``name`` as ``build_model(name, **kwargs)`` resolves it (tuples as lists).
+
+    The builder's defaults fill in what ``kwargs`` leaves out, so that two descriptions of one
+    architecture compare equal (``{}`` and ``{"chans": 64}`` for CRUNet-MR). The model is
+    built on the meta device (no memory); kwargs that do not build are returned as given.
+    """
+    import inspect
+
+    import torch
+
+    def plain(v):  # noqa: ANN001, ANN202 - YAML and dataclass values
+        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+    try:
+        with torch.device("meta"):
+            model = build_model(name, **kwargs)
+    except Exception:  # noqa: BLE001 - any failure: nothing to resolve against
+        return {k: plain(v) for k, v in kwargs.items()}
+    if hasattr(model, "config_dict"):  # the model's config: every field, as resolved
+        resolved = {**kwargs, **model.config_dict()}
+    else:
+        params = inspect.signature(MODELS[name]).parameters.values()
+        resolved = {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **kwargs}
+    return {k: plain(v) for k, v in resolved.items()}
+
+
 def load_pretrained(name: str = "crunet", device: str = "cpu") -> nn.Module:
     """The shipped model ``name`` in eval mode, called like every model.
 

@@ -119,17 +119,29 @@ def saved_config(cfg: TrainConfig) -> TrainConfig:
 INIT_FREE_KWARGS = ("checkpoint_cascades", "initial_image")
 
 
+def _architecture_change(name: str, stored: dict, asked: dict, keys: Any = None,
+                         free: tuple[str, ...] = INIT_FREE_KWARGS) -> tuple[str, Any, Any] | None:
+    """The first key of ``keys`` (default: all) whose value differs between two kwargs of model ``name``
+    once the builder's defaults fill both in, with both values; keys in ``free`` never count."""
+    from ..models import full_kwargs
+
+    a, b = full_kwargs(name, stored), full_kwargs(name, asked)
+    keys = sorted(set(a) | set(b)) if keys is None else sorted(keys)
+    k = next((k for k in keys if k not in free and a.get(k) != b.get(k)), None)
+    return None if k is None else (k, a.get(k), b.get(k))
+
+
 def _check_init_architecture(cfg: TrainConfig, name: str, kwargs: dict) -> None:
     """Refuse a config that asks for another model than the ``init`` checkpoint holds (it would be ignored)."""
     asked = cfg.model
     if asked.name != name and asked != ModelConfig():  # a model named on purpose (not the default)
         raise ConfigError(f"--init {cfg.init} holds model {name!r}; the config asks for {asked.name!r} (drop --model "
                           "or model.name: the checkpoint's architecture is used)")
-    wrong = {k: v for k, v in asked.kwargs.items() if k not in INIT_FREE_KWARGS and k in kwargs and kwargs[k] != v}
-    if wrong:
-        k = next(iter(wrong))
-        raise ConfigError(f"--init {cfg.init} holds {name} with {k}={kwargs[k]!r}; the config asks for "
-                          f"model.kwargs.{k}={wrong[k]!r} (the checkpoint's architecture is used: drop the override)")
+    change = _architecture_change(name, kwargs, asked.kwargs, keys=asked.kwargs) if asked.kwargs else None
+    if change is not None:
+        k, have, want = change
+        raise ConfigError(f"--init {cfg.init} holds {name} with {k}={have!r}; the config asks for "
+                          f"model.kwargs.{k}={want!r} (the checkpoint's architecture is used: drop the override)")
 
 
 def _build_model(cfg: TrainConfig) -> tuple[nn.Module, TrainConfig]:
@@ -252,15 +264,13 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if resume_ck is not None and resume_ck.model_name != cfg.model.name:
         raise ConfigError(f"{run / 'last.pt'} holds model {resume_ck.model_name!r}, the config asks for "
                           f"{cfg.model.name!r}")
-    if resume_ck is not None:
-        stored = resume_ck.model_kwargs
-        changed = [k for k in set(stored) | set(cfg.model.kwargs)
-                   if k != "checkpoint_cascades" and stored.get(k) != cfg.model.kwargs.get(k)]
-        if changed:
-            k = sorted(changed)[0]
-            raise ConfigError(f"{run / 'last.pt'} holds {resume_ck.model_name} with {k}={stored.get(k)!r}; the config "
-                              f"asks for model.kwargs.{k}={cfg.model.kwargs.get(k)!r}: a run resumes with the "
-                              "architecture it started with (start a new run, or --init from its last.pt)")
+    change = None if resume_ck is None else _architecture_change(
+        resume_ck.model_name, resume_ck.model_kwargs, cfg.model.kwargs, free=("checkpoint_cascades",))
+    if change is not None:
+        k, have, want = change
+        raise ConfigError(f"{run / 'last.pt'} holds {resume_ck.model_name} with {k}={have!r}; the config asks for "
+                          f"model.kwargs.{k}={want!r}: a run resumes with the architecture it started with "
+                          "(resume without --config or that override: the run's config.yaml holds it)")
     if resume_ck is not None and resume_ck.epoch >= cfg.epochs:
         _say_finished(run, resume_ck, cfg, info)
         return run
@@ -397,9 +407,10 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
                 _log_epoch(writer, result, run, show,
                            {"partial_steps": done, "steps_per_epoch": n_steps} if cut else None)
                 weights = model if ema is None else ema.model  # the average is the run's weights
+                saved = saved_config(cfg)
                 if improved:
-                    save_checkpoint(run / "best.pt", weights, None, None, epoch + 1, cfg, step, best, rng=False)
-                save_checkpoint(run / "last.pt", weights, optimizer, scheduler, epoch + 1, cfg, step, best,
+                    save_checkpoint(run / "best.pt", weights, None, None, epoch + 1, saved, step, best, rng=False)
+                save_checkpoint(run / "last.pt", weights, optimizer, scheduler, epoch + 1, saved, step, best,
                                 trained=None if ema is None else model,
                                 ema_updates=None if ema is None else ema.updates)
             barrier(info)

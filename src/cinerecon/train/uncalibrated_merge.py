@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..files import check_writable
+from ..models import full_kwargs
 from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint, run_checkpoint_tool
 
 PREFIX, SECOND = "cascades.", "uncalibrated_cascades."
@@ -48,17 +49,19 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
     for path, ck in ((main, a), (kt, b)):
         if ck.model_kwargs.get("uncalibrated_weights"):
             raise DataError(f"{path}: already holds uncalibrated weights")
-    same = {k: v for k, v in a.model_kwargs.items() if k != "initial_image"}
-    other = {k: v for k, v in b.model_kwargs.items() if k != "initial_image"}
+    fa, fb = full_kwargs(a.model_name, a.model_kwargs), full_kwargs(b.model_name, b.model_kwargs)  # defaults filled in
+    same = {k: v for k, v in fa.items() if k not in ("initial_image", "checkpoint_cascades")}
+    other = {k: v for k, v in fb.items() if k not in ("initial_image", "checkpoint_cascades")}
     if a.model_name != b.model_name or same != other:
-        raise DataError(f"{main} and {kt}: different models ({a.model_name} {same} vs {b.model_name} {other})")
-    ia, ib = a.model_kwargs.get("initial_image"), b.model_kwargs.get("initial_image")
+        raise DataError(f"{main} and {kt}: different models ({a.model_name} {a.model_kwargs} vs {b.model_name} "
+                        f"{b.model_kwargs})")
+    ia, ib = fa.get("initial_image"), fb.get("initial_image")
     if ia != ib and {ia, ib} != {"lplus_s", "lplus_s_kt"}:
         raise DataError(f"{main} (initial image {ia!r}) and {kt} ({ib!r}): calibrated items would not start "
                         "from the image the main weights were trained with")
     kwargs = {**a.model_kwargs, "uncalibrated_weights": True}
-    if ib is not None or ia is not None:  # neither set: the builder's default for both
-        kwargs["initial_image"] = ib if ib is not None else ia
+    if ib is not None:
+        kwargs["initial_image"] = ib
     state = dict(a.state_dict)
     state.update({SECOND + k[len(PREFIX):]: v for k, v in b.state_dict.items() if k.startswith(PREFIX)})
     config = dict(a.config)
