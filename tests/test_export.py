@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import h5py
 import nibabel as nib
@@ -14,6 +13,7 @@ import torch
 from cinerecon.data.export import (ReconRecord, mp4_available, output_paths, read_recon_h5, to_uint8, write_gif,
                                    write_mp4, write_nifti, write_outputs, write_recon_h5)
 from cinerecon.errors import ConfigError, OutputExistsError
+from conftest import REAL_CINE_DIR
 
 
 def cine(t=5, h=12, w=9, seed=0) -> torch.Tensor:
@@ -100,7 +100,7 @@ def test_gif_frames_match_numpy_window(tmp_path):
     assert meta.get("duration") == pytest.approx(100, abs=1)
 
 
-REAL_SAX = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_cine" / "subj1_sax_EC.npz"
+REAL_SAX = REAL_CINE_DIR / "subj1_sax_EC.npz"
 
 
 @pytest.mark.skipif(not REAL_SAX.is_file(), reason=f"{REAL_SAX} not present")
