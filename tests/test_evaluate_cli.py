@@ -149,3 +149,30 @@ def test_cli_reference_method_and_default_crunet_reference(data_dir, tmp_path, m
     parser = argparse.ArgumentParser()
     cmd.add_parser(parser.add_subparsers())
     assert parser.parse_args(["evaluate", "d", "--out", "o", "--protocol", "cmrxrecon"]).protocol == "cmrxrecon"
+
+
+def test_repeated_accelerations_colliding_views_and_a_figures_link(tmp_path):
+    """R08 and 8 are one group; views with one safe name get two figures; figures/ linked outside is refused."""
+    import h5py
+    from cinerecon.data.h5 import write_h5
+    from cinerecon.errors import ConfigError
+    from cinerecon.evaluate.runner import evaluate_dir
+
+    root = tmp_path / "data"
+    masks = {"R08": torch.from_numpy(equispaced(W, 8, acs=4)).float()[None]}
+    for i, view in enumerate(("sax", "sax?", "sax")):
+        write_h5(root / f"slice{i}.h5", _sample(i, "sax"), masks)
+        with h5py.File(root / f"slice{i}.h5", "r+") as f:
+            f.attrs["view"] = view
+    out = tmp_path / "out"
+    res = evaluate_dir(root, {"zf": zero_filled}, out_dir=out, accels=(8, "R08"), options=FAST)
+    assert len(res.records) == 3  # one group, each slice once
+    figs = sorted(p.name for p in (out / "figures").glob("dynamic_*.png"))
+    assert figs == ["dynamic_sax-2_R08.png", "dynamic_sax_R08.png"]
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (linked / "figures").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(ConfigError, match="outside"):
+        evaluate_dir(root, {"zf": zero_filled}, out_dir=linked, accels=(8,), options=FAST, overwrite=True)
+    assert not any((tmp_path / "elsewhere").iterdir())

@@ -313,7 +313,7 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
     res = EvaluationResult(out_dir, protocol, dists=dists_model is not None, reference=reference,
                            unit="volumes" if volume_of else "slices")
     fig_dir = out_dir / "figures"
-    for a_index, accel in enumerate(accel_key(a) for a in accels):
+    for a_index, accel in enumerate(dict.fromkeys(accel_key(a) for a in accels)):  # R8 and 8 are one group
         per_volume: dict[tuple[str, str], list[SliceRecord]] = {}
         for i, path in enumerate(files):
             sample = read_h5(path, mask_key=accel)
@@ -364,8 +364,10 @@ def _figure_path(fig_dir: Path, parts: tuple[str, ...], overwrite: bool) -> Path
     not to replace a file without ``overwrite``.
 
     Parts of figure names come from the data (a slice's ``view`` attribute) and flags (mask keys).
+    The check is against the output folder holding ``fig_dir``, symbolic links resolved, so a
+    ``figures`` link pointing elsewhere is refused.
     """
-    path = inside(fig_dir, fig_dir / ("_".join(safe_name(p) for p in parts) + ".png"), "figure")
+    path = inside(fig_dir.parent, fig_dir / ("_".join(safe_name(p) for p in parts) + ".png"), "figure")
     check_writable([path], overwrite)
     return path
 
@@ -395,7 +397,13 @@ def _write_reports(res: EvaluationResult, options: EvaluationOptions, overwrite:
         write_csv(out / "dynamic_per_slice.csv", res.dynamic, DynamicRecord),
     ]
     if options.figures:
+        names: dict[str, str] = {}  # view -> its file-name part, unique even where safe names collide
+        for view in dict.fromkeys(r.view for r in res.dynamic_summary):
+            base, n = safe_name(view), 1
+            while (name := base if n == 1 else f"{base}-{n}") in names.values():
+                n += 1
+            names[view] = name
         for view, accel in dict.fromkeys((r.view, r.accel) for r in res.dynamic_summary):
             rows = [r for r in res.dynamic_summary if r.view == view and r.accel == accel]
-            res.written.append(plot_dynamic_bars(rows, _figure_path(out / "figures", ("dynamic", view, accel),
+            res.written.append(plot_dynamic_bars(rows, _figure_path(out / "figures", ("dynamic", names[view], accel),
                                                                     overwrite), f"{view} {accel}", options.figure))
