@@ -43,6 +43,11 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
+#: Model kwargs that leave the weights (their names and shapes) alone: a run started from a
+#: checkpoint may set them differently, and two checkpoints that differ only in them pair.
+WEIGHT_FREE_KWARGS = ("checkpoint_cascades", "initial_image")
+
+
 def full_kwargs(name: str, kwargs: dict) -> dict:
     """Every keyword argument of model ``name`` as ``build_model(name, **kwargs)`` resolves it (tuples as lists).
 

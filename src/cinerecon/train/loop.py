@@ -50,6 +50,7 @@ from tqdm import tqdm
 from ..data.sample import CineBatch
 from ..errors import ConfigError, DataError
 from ..files import atomic_write_text
+from ..models import WEIGHT_FREE_KWARGS
 from ..operators import SenseOp
 from ..runtime import configure_cuda
 from .checkpoints import load_model, prepare_run_dir, read_checkpoint, save_checkpoint, unwrap
@@ -115,12 +116,8 @@ def saved_config(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, overwrite=False, resume=False)
 
 
-#: ``model.kwargs`` that a run started from ``init`` may set differently from the checkpoint (not weight shapes).
-INIT_FREE_KWARGS = ("checkpoint_cascades", "initial_image")
-
-
 def _architecture_change(name: str, stored: dict, asked: dict, keys: Any = None,
-                         free: tuple[str, ...] = INIT_FREE_KWARGS) -> tuple[str, Any, Any] | None:
+                         free: tuple[str, ...] = WEIGHT_FREE_KWARGS) -> tuple[str, Any, Any] | None:
     """The first key of ``keys`` (default: all) whose value differs between two kwargs of model ``name``
     once the builder's defaults fill both in, with both values; keys in ``free`` never count."""
     from ..models import full_kwargs
@@ -153,7 +150,7 @@ def _build_model(cfg: TrainConfig) -> tuple[nn.Module, TrainConfig]:
         arch = info.get("model", {})
         name, kwargs = arch.get("name", cfg.model.name), dict(arch.get("kwargs", {}))
         _check_init_architecture(cfg, name, kwargs)
-        for key in ("checkpoint_cascades", "initial_image"):  # options that leave the weights' shapes alone
+        for key in WEIGHT_FREE_KWARGS:  # options that leave the weights' shapes alone
             if key in cfg.model.kwargs:
                 kwargs[key] = cfg.model.kwargs[key]
         cfg = dataclasses.replace(cfg, model=ModelConfig(name, kwargs))
@@ -387,8 +384,8 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
             lr = optimizer.param_groups[0]["lr"]
             if not per_step:
                 scheduler.step()
-            val = validate(unwrap(model) if ema is None else ema.model, vloader, cfg, device, info) \
-                if vloader is not None else None
+            weights = unwrap(model) if ema is None else ema.model  # the run's weights: the average when kept
+            val = validate(weights, vloader, cfg, device, info) if vloader is not None else None
             val_trained = validate(unwrap(model), vloader, cfg, device, info) \
                 if vloader is not None and ema is not None else None
             stop = False
@@ -406,7 +403,6 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
             if info.is_main:
                 _log_epoch(writer, result, run, show,
                            {"partial_steps": done, "steps_per_epoch": n_steps} if cut else None)
-                weights = model if ema is None else ema.model  # the average is the run's weights
                 saved = saved_config(cfg)
                 if improved:
                     save_checkpoint(run / "best.pt", weights, None, None, epoch + 1, saved, step, best, rng=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..files import check_writable
-from ..models import full_kwargs
+from ..models import WEIGHT_FREE_KWARGS, full_kwargs
 from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint, run_checkpoint_tool
 
 PREFIX, SECOND = "cascades.", "uncalibrated_cascades."
@@ -50,8 +50,8 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
         if ck.model_kwargs.get("uncalibrated_weights"):
             raise DataError(f"{path}: already holds uncalibrated weights")
     fa, fb = full_kwargs(a.model_name, a.model_kwargs), full_kwargs(b.model_name, b.model_kwargs)  # defaults filled in
-    same = {k: v for k, v in fa.items() if k not in ("initial_image", "checkpoint_cascades")}
-    other = {k: v for k, v in fb.items() if k not in ("initial_image", "checkpoint_cascades")}
+    same = {k: v for k, v in fa.items() if k not in WEIGHT_FREE_KWARGS}
+    other = {k: v for k, v in fb.items() if k not in WEIGHT_FREE_KWARGS}
     if a.model_name != b.model_name or same != other:
         raise DataError(f"{main} and {kt}: different models ({a.model_name} {a.model_kwargs} vs {b.model_name} "
                         f"{b.model_kwargs})")
