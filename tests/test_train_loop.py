@@ -254,6 +254,27 @@ def test_cli_guards_runs_against_saved_configs_and_changed_architectures(tmp_pat
                  "--accel", "4", "model.kwargs.chans=2", "model.kwargs.initial_image=view_sharing"] + common) == 0
 
 
+def test_cli_refuses_explicit_default_model_against_another_init(tmp_path, capsys):
+    """--model crunet (the config's default name) with a checkpoint of another model: one line, nothing trained."""
+    simulate = pytest.importorskip("cinerecon.data.simulate")
+    from cinerecon.cli import main
+
+    data = tmp_path / "data"
+    simulate.simulate_dataset(data, 3, simulate.SimConfig(frames=4, coils=2, size=(16, 12)), accels=(4,),
+                              split=(0.34, 0.33, 0.33))
+    src = fit(tiny_cfg(tmp_path / "src", epochs=1), MemoryCine(n=2))  # a TINY checkpoint
+    capsys.readouterr()
+    out = tmp_path / "ft"
+    common = ["--epochs", "1", "--out", str(out), "progress=false", "device=cpu"]
+    assert main(["train", str(data), "--init", str(src / "best.pt"), "--model", "crunet"] + common) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and TINY in err[0] and "'crunet'" in err[0] and "--init" in err[0]
+    assert not out.exists()
+    # naming the checkpoint's own model is fine
+    assert main(["train", str(data), "--init", str(src / "best.pt"), "--model", TINY, "--accel", "4"] + common) == 0
+    assert read_checkpoint(out / "last.pt").model_name == TINY
+
+
 def test_architecture_checks_fill_in_the_builders_defaults(tmp_path):
     """{} and {"cascades": 2} are one tiny model (its builder's default): neither --init nor --resume may trip on it."""
     src = fit(tiny_cfg(tmp_path / "src", epochs=1), MemoryCine(n=2))  # kwargs {}: the default 2 cascades

@@ -92,6 +92,17 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _check_init_model(init: str, name: str) -> None:
+    """Refuse ``--model NAME`` with an ``--init`` checkpoint of another model (its architecture would win)."""
+    from ..train.checkpoints import load_model
+
+    _, info = load_model(init, "cpu")
+    have = info.get("model", {}).get("name")
+    if have is not None and have != name:
+        raise ConfigError(f"--init {init} holds model {have!r}; --model asks for {name!r} (drop --model: "
+                          "the checkpoint's architecture is used)")
+
+
 def resolve(args: argparse.Namespace):
     """The :class:`TrainConfig` described by parsed arguments."""
     from ..masks import MaskSpec
@@ -110,6 +121,8 @@ def resolve(args: argparse.Namespace):
     if args.batch_size is not None:
         data = dataclasses.replace(data, batch_size=args.batch_size)
     model = cfg.model
+    if args.model is not None and args.init is not None and not args.resume:
+        _check_init_model(args.init, args.model)
     if args.model is not None and args.model != model.name:
         model = dataclasses.replace(model, name=args.model, kwargs={})
     # run-control flags come from this command line only, never from a (saved) config file
