@@ -2,8 +2,9 @@
 
 On held-out real series (default: the shipped model's held-out dev series), one condition
 at a time is moved away from the benchmark of ``real_anatomy.py`` (128 x 128, 10 coils,
-35 dB, R = 8 with 24 ACS lines, true maps): non-square and larger matrices, 4 and 20 coils,
-25 and 45 dB noise, 16 ACS lines (CMRxRecon2024), R = 10 with 16 ACS lines. CG-SENSE, L+S
+35 dB, R = 8 with 24 ACS lines, true maps): non-square, odd and larger matrices, 4 and 20 coils,
+25 and 45 dB noise, 16 ACS lines (CMRxRecon2024), R = 10 with 16 ACS lines, maps that are not
+unit-norm, k-space in other units (x 1e4, x 1e-4). CG-SENSE, L+S
 and the shipped model (or ``--checkpoint``) are scored with the global protocol (PSNR, SSIM
 on magnitudes). The model was trained on 64 x 64 crops of 12 frames, 8-16 coils, 25-42 dB.
 
@@ -39,12 +40,14 @@ class Condition:
     accel: int = 8
     acs: int = 24
     maps_scale: float = 1.0  # maps handed to the methods are this times the unit-norm true maps
+    data_scale: float = 1.0  # k-space (and so the target) times this: the scanner's arbitrary units
 
 
 CONDITIONS = (
     Condition("reference"),
     Condition("192 x 160 (non-square)", size=(192, 160)),
     Condition("96 x 96", size=(96, 96)),
+    Condition("127 x 111 (odd sizes)", size=(127, 111)),
     Condition("4 coils", coils=4),
     Condition("20 coils", coils=20),
     Condition("25 dB noise", snr_db=25.0),
@@ -53,6 +56,8 @@ CONDITIONS = (
     Condition("R = 10, 16 ACS lines", accel=10, acs=16),
     Condition("maps x 2 (not unit-norm)", maps_scale=2.0),
     Condition("maps x 0.5 (not unit-norm)", maps_scale=0.5),
+    Condition("k-space x 1e4", data_scale=1e4),
+    Condition("k-space x 1e-4", data_scale=1e-4),
 )
 METHODS = ("cg_sense", "lplus_s", "crunet")
 
@@ -84,8 +89,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                                          size=cond.size, n_frames=min(args.frames, t0))
             t, w = sample.target.shape[0], sample.target.shape[-1]
             mask = make_mask(MaskSpec("equispaced_acs", cond.accel, cond.acs), t, w, seed=args.seed * 1000 + i)
-            kb, mb, sb = (sample.kspace * mask)[None], mask[None], cond.maps_scale * sample.maps[None]
-            target = cond.maps_scale * sample.target  # S^H F^-1 k of the full data with the maps given
+            kb, mb, sb = (cond.data_scale * sample.kspace * mask)[None], mask[None], cond.maps_scale * sample.maps[None]
+            # S^H F^-1 k of the full data with the maps and scale given
+            target = cond.data_scale * cond.maps_scale * sample.target
             for method in METHODS:
                 with torch.no_grad():
                     rec = model(kb, mb, sb) if method == "crunet" else CLASSICAL[method](kb, mb, sb)
