@@ -377,9 +377,10 @@ def test_prepare_skips_undersampled_files_with_radial_masks(tmp_path, capsys):
     rad[8, :, :] = 1
     rad[:, 8, :] = 1
     write_mat73(va / "Mask_Task2" / "P002" / "cine_sax_mask_ktRadial8.mat", {"mask": rad})
-    written = prepare_cmrxrecon(tmp_path, tmp_path / "dst", ("sax",), PrepareConfig(acs=8), verbose=True)
+    written = prepare_cmrxrecon(tmp_path, tmp_path / "dst", ("sax",), PrepareConfig(acs=8), verbose=False)
     assert len(written["train"]) == 1 and not written["test"] and not written["val"]
-    assert "R08_ktRadial, which varies along the readout" in capsys.readouterr().out
+    # said even when quiet: otherwise a folder of radial files would give "wrote 0 files" and no reason
+    assert "R08_ktRadial, which varies along the readout" in capsys.readouterr().err
 
 
 def test_prepare_counts_subjects_not_subject_views(tmp_path, capsys):
@@ -418,3 +419,4 @@ def test_prepare_skips_a_slice_whose_maps_come_out_all_zero(tmp_path, capsys, mo
     assert len(files) == 4 and all(bool((h5mod.read_h5(p).maps != 0).any()) for p in files)
     listed = sum(len((tmp_path / "dst" / f"{s}.txt").read_text().split()) for s in written if written[s])
     assert listed == 4  # the split lists are written and name only the files that exist
+    assert "dropped 1 listed file(s)" in err and "cine_sax_s01.h5" in err  # and say what they dropped

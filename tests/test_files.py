@@ -29,3 +29,13 @@ def test_inside_refuses_paths_leaving_the_folder(tmp_path):
     (out / "link").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ConfigError, match="link"):
         inside(out, out / "link" / "x.h5")
+
+
+def test_atomic_output_onto_a_folder_names_the_folder(tmp_path):
+    from cinerecon.errors import OutputExistsError
+    from cinerecon.files import atomic_write_text
+
+    (tmp_path / "out.pt").mkdir()
+    with pytest.raises(OutputExistsError, match=r"out\.pt is a folder"):
+        atomic_write_text(tmp_path / "out.pt", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.pt"]  # no temporary file left behind

@@ -70,3 +70,18 @@ def test_bad_mask_arguments():
         equispaced(32, 0)
     with pytest.raises(ConfigError):
         equispaced(32, 4, acs=40)
+
+
+@pytest.mark.parametrize("kind", ["equispaced_acs", "uniform", "time_varying", "time_varying_acs"])
+@pytest.mark.parametrize("accel", [1.5, 7.5, float("inf"), float("nan")])
+def test_line_patterns_refuse_fractional_or_infinite_r(kind, accel):
+    """Every R-th line needs a whole R: 1.5 must not silently become R = 1 (all lines), 7.5 R = 7."""
+    with pytest.raises(ConfigError, match="accel must be"):
+        MaskSpec(kind, accel, 4)
+
+
+def test_random_acs_keeps_fractional_r_but_not_infinite():
+    m = make_mask(MaskSpec("random_acs", 2.5, 4), 3, 40)
+    assert 12 <= int(m[0, 0].sum()) <= 20  # about 40 / 2.5 lines
+    with pytest.raises(ConfigError, match="finite"):
+        MaskSpec("random_acs", float("inf"), 4)

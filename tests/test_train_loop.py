@@ -395,3 +395,21 @@ def test_time_budget_that_cannot_fit_one_step_is_refused_before_training(tmp_pat
 def test_bad_numbers_in_the_config_are_refused(override):
     with pytest.raises(ConfigError):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("name, default, other", [
+    ("cinenet", {"chans": 16}, {"chans": 8}),
+    ("crnn", {"preset": "normalised"}, {"preset": "original"}),
+    ("crnn", {"nf": 64}, {"nf": 32}),
+    ("promptmr", {"preset": "tiny", "cascades": 2}, {"cascades": 3}),
+    ("unet3d", {"preset": "paper", "dilations": [1, 2, 4]}, {"preset": "paper", "chans": 32}),
+    ("crunet", {"chans": 64}, {"chans": 16}),
+])
+def test_every_model_resolves_its_builder_defaults(name, default, other):
+    """A model's own defaults written out are the same architecture as {} (--init / --resume must accept
+    them); a real change is still found."""
+    from cinerecon.train.loop import _architecture_change
+
+    assert _architecture_change(name, {}, default, keys=default) is None
+    change = _architecture_change(name, {}, other, keys=other)
+    assert change is not None and change[1] != change[2]

@@ -83,3 +83,18 @@ def test_trained_weights_are_extracted_as_their_own_checkpoint(tmp_path):
 def test_bad_decay_is_refused(value, tmp_path):
     with pytest.raises(ConfigError, match="optim.ema_decay"):
         tiny_cfg(tmp_path / "run", **{"optim.ema_decay": value})
+
+
+def test_a_weight_shared_between_layers_is_averaged_once():
+    """A state dict lists a shared tensor under every name; the average must move it once per update."""
+    lin = nn.Linear(3, 3)
+    model = nn.Sequential(lin, nn.ReLU(), lin, nn.ReLU(), lin)  # one weight under three names
+    ema = WeightEMA(model, decay=0.5)
+    ema.updates = 10**6  # past the warm-up: d = 0.5
+    before = lin.weight.detach().clone()
+    with torch.no_grad():
+        lin.weight.add_(1.0)
+    ema.update(model)
+    moved = ema.model[0].weight - before
+    torch.testing.assert_close(moved, torch.full_like(moved, 0.5))  # 1 - d, not 1 - d**3
+    assert ema.model[0].weight is ema.model[2].weight  # the copy keeps the sharing

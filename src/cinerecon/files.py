@@ -77,6 +77,8 @@ def atomic_output(path: str | Path, overwrite: bool = False, fsync: bool = False
         OutputExistsError: ``path`` exists and ``overwrite`` is False (checked before anything is created).
     """
     path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a folder; give the file to write")
     check_writable([path], overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(path)

@@ -9,6 +9,7 @@ broadcast against k-space (C, T, H, W) (add a leading batch axis for batches).
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -90,8 +91,12 @@ class MaskSpec:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"unknown mask kind {self.kind!r}; choose one of {KINDS}")
-        if isinstance(self.accel, bool) or not isinstance(self.accel, numbers.Real) or not self.accel >= 1:
-            raise ConfigError(f"mask {self.kind}: accel must be a number >= 1, got {self.accel!r}")
+        if (isinstance(self.accel, bool) or not isinstance(self.accel, numbers.Real) or not self.accel >= 1
+                or not math.isfinite(self.accel)):
+            raise ConfigError(f"mask {self.kind}: accel must be a finite number >= 1, got {self.accel!r}")
+        if self.kind != "random_acs" and self.accel != int(self.accel):  # every R-th line: R is a whole number
+            raise ConfigError(f"mask {self.kind}: accel must be a whole number (only random_acs takes a "
+                              f"fractional R), got {self.accel!r}")
         if isinstance(self.acs, bool) or not isinstance(self.acs, numbers.Integral) or self.acs < 0:
             raise ConfigError(f"mask {self.kind}: acs must be an integer >= 0, got {self.acs!r}")
 

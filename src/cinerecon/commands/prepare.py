@@ -26,7 +26,7 @@ from ..data.h5 import SPLITS
 from ..data.sample import CineSample, SampleMeta
 from ..data.transforms import mask_key
 from ..errors import ConfigError, DataError
-from ..files import inside, safe_name
+from ..files import atomic_write_text, inside, safe_name
 from ..masks import PAPER_ACS, MaskSpec, acs_lines, effective_acceleration, make_mask
 
 ACQUIRED_KEY = "acquired"
@@ -147,8 +147,12 @@ def update_split_lists(dst: Path, entries: dict[str, list[Path]]) -> dict[str, P
             raise ConfigError(f"unknown split {split!r}; choose from {SPLITS}")
         p = dst / f"{split}.txt"
         lines = set(p.read_text().split()) if p.exists() else set()
-        lines = {ln for ln in lines if (dst / ln).is_file()} | {f.relative_to(dst).as_posix() for f in files}
-        p.write_text("".join(f"{ln}\n" for ln in sorted(lines)))
+        gone = sorted(ln for ln in lines if not (dst / ln).is_file())
+        if gone:
+            print(f"prepare: {p}: dropped {len(gone)} listed file(s) that do not exist under {dst} "
+                  f"(e.g. {gone[0]})", file=sys.stderr)
+        lines = (lines - set(gone)) | {f.relative_to(dst).as_posix() for f in files}
+        atomic_write_text(p, "".join(f"{ln}\n" for ln in sorted(lines)))
         out[split] = p
     return out
 
@@ -277,9 +281,8 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                     check_mask(masks[key].mask, kf.frames, kf.height, kf.width,
                                f"{masks[key].source} (mask {key!r} for {kf.path}, key {kf.key!r})")
                     if not masks[key].is_lines:  # e.g. CMRxRecon2024 ktRadial: not a line mask
-                        if verbose:
-                            print(f"  {s.name}: {path.name} is sampled with mask {key}, which varies along the "
-                                  "readout; our format stores line masks only, skipped")
+                        print(f"prepare: {s.name}: {path} is sampled with mask {key}, which varies along the "
+                              "readout; our format stores line masks only, skipped", file=sys.stderr)
                         continue
                     for z in range(kf.slices):
                         name = f"{s.name}/{key}/slice{z:02d}"

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from ..masks import MaskSpec, acs_lines, effective_acceleration
-from ..files import atomic_output, check_writable
+from ..files import atomic_output, atomic_write_text, check_writable
 from .export import attr_floats, geometry_attrs, geometry_from_attrs, shown
 from .sample import CineSample, SampleMeta, check_array_size, check_mask_values
 from .transforms import apply_mask, augment as augment_sample, draw_mask, window_indices
@@ -447,7 +447,7 @@ def write_split(root: str | Path, splits: Mapping[str, Sequence[Path]], overwrit
     written = []
     for s, p in targets.items():
         lines = [os.path.relpath(Path(f), root) for f in splits[s]]
-        p.write_text("".join(line + "\n" for line in lines))
+        atomic_write_text(p, "".join(line + "\n" for line in lines))
         written.append(p)
     return written
 

@@ -55,11 +55,14 @@ def full_kwargs(name: str, kwargs: dict) -> dict:
     architecture compare equal (``{}`` and ``{"chans": 64}`` for CRUNet-MR). The model is
     built on the meta device (no memory); kwargs that do not build are returned as given.
     """
+    import dataclasses
     import inspect
 
     import torch
 
     def plain(v):  # noqa: ANN001, ANN202 - YAML and dataclass values
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
         return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
 
     try:
@@ -67,8 +70,13 @@ def full_kwargs(name: str, kwargs: dict) -> dict:
             model = build_model(name, **kwargs)
     except Exception:  # noqa: BLE001 - any failure: nothing to resolve against
         return {k: plain(v) for k, v in kwargs.items()}
-    if hasattr(model, "config_dict"):  # the model's config: every field, as resolved
-        resolved = {**kwargs, **model.config_dict()}
+    config = getattr(model, "config", None)
+    if hasattr(model, "config_dict") or (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        # the model's config: every field, as resolved (nested configs as dicts)
+        fields = model.config_dict() if hasattr(model, "config_dict") else dataclasses.asdict(config)
+        resolved = {**kwargs, **fields}
+        if "preset" not in fields:  # a preset only names field values, which are all listed
+            resolved.pop("preset", None)
     else:
         params = inspect.signature(MODELS[name]).parameters.values()
         resolved = {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **kwargs}

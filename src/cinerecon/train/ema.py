@@ -5,7 +5,7 @@ average towards the trained model's::
 
     ema <- d * ema + (1 - d) * w,    d = min(decay, (1 + n) / (10 + n))
 
-where n counts the updates before this one. The warm-up term keeps the first, barely trained
+where n counts the updates before this one; a tensor shared by several layers is averaged once. The warm-up term keeps the first, barely trained
 weights from dominating short runs (after 1,000 updates d is 0.991, so a run of a few thousand
 steps averages over its last few hundred). Integer buffers are copied. The average is what a
 run validates and saves as its weights when ``optim.ema_decay`` is set (see
@@ -58,12 +58,14 @@ class WeightEMA:
     def update(self, model: nn.Module) -> None:
         """One step of the average towards ``model``'s current weights (same architecture)."""
         weight = 1.0 - self.current_decay()
-        mine, theirs = self.model.state_dict(), model.state_dict()
+        # named_parameters / named_buffers list a tensor shared between layers once (a state dict
+        # lists it under every name, and averaging it once per name would compound the decay)
+        theirs = {**dict(model.named_parameters()), **dict(model.named_buffers())}
         avgs, news = [], []
-        for key, avg in mine.items():
+        for key, avg in [*self.model.named_parameters(), *self.model.named_buffers()]:
             new = theirs[key]
             if avg.is_floating_point() or avg.is_complex():
-                avgs.append(avg)
+                avgs.append(avg.data)
                 news.append(new.detach())
             else:
                 avg.copy_(new)

@@ -123,7 +123,9 @@ def _architecture_change(name: str, stored: dict, asked: dict, keys: Any = None,
     from ..models import full_kwargs
 
     a, b = full_kwargs(name, stored), full_kwargs(name, asked)
-    keys = sorted(set(a) | set(b)) if keys is None else sorted(keys)
+    if keys is None or ("preset" in keys and "preset" not in b):  # a preset stands for all its fields
+        keys = set(a) | set(b)
+    keys = sorted(keys)
     k = next((k for k in keys if k not in free and a.get(k) != b.get(k)), None)
     return None if k is None else (k, a.get(k), b.get(k))
 
