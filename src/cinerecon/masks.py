@@ -80,7 +80,8 @@ class MaskSpec:
             ``time_varying`` (equispaced, offset shifted every frame, no ACS),
             ``time_varying_acs`` (the same plus ACS), ``random_acs`` (per-frame
             variable-density random lines plus ACS).
-        accel: nominal acceleration R.
+        accel: nominal acceleration R: a whole number for the line patterns (every R-th line),
+            any finite number >= 1 for ``random_acs``.
         acs: number of central lines for the ``*_acs`` kinds.
     """
 
