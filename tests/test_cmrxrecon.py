@@ -420,3 +420,34 @@ def test_prepare_skips_a_slice_whose_maps_come_out_all_zero(tmp_path, capsys, mo
     listed = sum(len((tmp_path / "dst" / f"{s}.txt").read_text().split()) for s in written if written[s])
     assert listed == 4  # the split lists are written and name only the files that exist
     assert "dropped 1 listed file(s)" in err and "cine_sax_s01.h5" in err  # and say what they dropped
+
+
+def test_split_lists_keep_comments_and_drop_only_missing_files(tmp_path, capsys):
+    from cinerecon.commands.prepare import update_split_lists
+    from cinerecon.data.h5 import read_split
+
+    dst = tmp_path / "dst"
+    (dst / "a").mkdir(parents=True)
+    for name in ("old.h5", "new.h5"):
+        (dst / "a" / name).write_bytes(b"")
+    (dst / "test.txt").write_text("# my held-out list, do not edit\n\na/old.h5  # from the scanner\nmine.h5\n")
+    update_split_lists(dst, {"test": [dst / "a" / "new.h5"]})
+    assert (dst / "test.txt").read_text() == ("# my held-out list, do not edit\na/new.h5\n"
+                                              "a/old.h5  # from the scanner\n")
+    err = capsys.readouterr().err
+    assert "dropped 1 listed file(s)" in err and "mine.h5" in err and "#" not in err.split("e.g.")[1]
+    assert [p.name for p in read_split(dst)["test"]] == ["new.h5", "old.h5"]  # still readable as a list
+
+
+def test_prepare_that_skips_every_file_fails_saying_so(tmp_path, capsys):
+    from cinerecon.cli import main
+
+    va = tmp_path / "src" / "ValidationSet"
+    write_mat73(va / "UnderSample_Task2" / "P002" / "cine_sax_kus_ktRadial8.mat", {"kus": rand_kspace(16, 16, 2, 1, 3)})
+    rad = np.zeros((16, 16, 3))
+    rad[8, :, :] = 1
+    rad[:, 8, :] = 1
+    write_mat73(va / "Mask_Task2" / "P002" / "cine_sax_mask_ktRadial8.mat", {"mask": rad})
+    assert main(["prepare", "cmrxrecon", str(tmp_path / "src"), str(tmp_path / "dst"), "--acs", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "varies along the readout" in err and "nothing written" in err

@@ -160,15 +160,22 @@ def test_overwrite_removes_only_the_demo_outputs(tmp_path):
 
     out = tmp_path / "out"
     (out / "data").mkdir(parents=True)
-    (out / "data" / "x.h5").write_bytes(b"old")
+    (out / "run" / "tb").mkdir(parents=True)
+    (out / "data" / "sim0003_sax.h5").write_bytes(b"old")
+    (out / "data" / "train.txt").write_text("sim0003_sax.h5\n")
+    (out / "data" / "mine.h5").write_bytes(b"the user's")
+    (out / "run" / "last.pt").write_bytes(b"old")
+    (out / "run" / "mynotes.txt").write_text("the user's")
     (out / "demo_table.md").write_text("old")
     (out / "notes.txt").write_text("the user's")
     with pytest.raises(OutputExistsError):
         prepare_out(out, overwrite=False)
-    assert (out / "data" / "x.h5").exists()
+    assert (out / "data" / "sim0003_sax.h5").exists()
     prepare_out(out, overwrite=True)
-    assert not any((out / n).exists() for n in OUTPUT_NAMES)
-    assert (out / "notes.txt").read_text() == "the user's"
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    # the demo's own files are gone; files the user put beside them, even in data/ and run/, stay
+    assert left == ["data", "data/mine.h5", "notes.txt", "run", "run/mynotes.txt"]
+    assert not any((out / n).is_file() for n in OUTPUT_NAMES)
     prepare_out(tmp_path / "empty", overwrite=False)  # a new or empty folder is fine
     prepare_out(tmp_path / "empty", overwrite=False)
 

@@ -39,3 +39,23 @@ def test_atomic_output_onto_a_folder_names_the_folder(tmp_path):
     with pytest.raises(OutputExistsError, match=r"out\.pt is a folder"):
         atomic_write_text(tmp_path / "out.pt", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.pt"]  # no temporary file left behind
+
+
+def test_a_dangling_link_at_an_output_path_is_the_users(tmp_path):
+    from cinerecon.errors import OutputExistsError
+    from cinerecon.files import atomic_write_text
+
+    link = tmp_path / "out.gif"
+    link.symlink_to(tmp_path / "elsewhere" / "missing.gif")
+    with pytest.raises(OutputExistsError, match="already exists"):
+        atomic_output_overwrite_false(link)
+    assert link.is_symlink()
+    atomic_write_text(link, "x")  # overwrite=True replaces the link itself, never writes through it
+    assert not link.is_symlink() and link.read_text() == "x" and not (tmp_path / "elsewhere").exists()
+
+
+def atomic_output_overwrite_false(path):
+    from cinerecon.files import atomic_output
+
+    with atomic_output(path, overwrite=False) as tmp:
+        tmp.write_text("y")

@@ -67,6 +67,8 @@ ROWS = [
     ("fully-sampled-attr-true-mask-with-zeros", {"fully_sampled": True}, ACCEL4,
      ["'fully_sampled'", "True", "'mask'", "zeros"], {"mask": UNDERSAMPLED}),
     ("fully-sampled-attr-text", {"fully_sampled": "no"}, ACCEL4, ["'fully_sampled'", "no"], {}),
+    ("format-version-newer", {"format_version": 99}, ACCEL4, ["'format_version'", "99", "newer"], {}),
+    ("format-version-text", {"format_version": "one"}, ACCEL4, ["'format_version'", "one"], {}),
 ]
 
 

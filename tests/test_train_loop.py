@@ -10,7 +10,7 @@ import yaml
 from torch.utils.data import Dataset
 
 from cinerecon.data.sample import CineSample, SampleMeta
-from cinerecon.errors import ConfigError, OutputExistsError
+from cinerecon.errors import ConfigError, DataError, OutputExistsError
 from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.models import MODELS, register
 from cinerecon.models.complex_io import from_channels, to_channels
@@ -413,3 +413,58 @@ def test_every_model_resolves_its_builder_defaults(name, default, other):
     assert _architecture_change(name, {}, default, keys=default) is None
     change = _architecture_change(name, {}, other, keys=other)
     assert change is not None and change[1] != change[2]
+
+
+class _UnreadableVal(MemoryCine):
+    """Validation items that cannot be read (as a file with all-zero maps would be)."""
+
+    def __getitem__(self, i):
+        raise DataError(f"val{i}.h5: dataset 'maps' of shape (2, 1, 12, 10) is all zeros")
+
+
+def test_overwrite_keeps_the_previous_run_when_the_new_one_fails_before_saving(tmp_path):
+    """--overwrite sets the old run aside; a failure before the first epoch is saved puts it back untouched."""
+    out = tmp_path / "run"
+    fit(tiny_cfg(out, epochs=1), MemoryCine(n=2), MemoryCine(n=2, seed=5))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    tb_before = sorted(p.name for p in (out / "tb").iterdir())
+    with pytest.raises(DataError, match="all zeros"):
+        fit(dataclasses.replace(tiny_cfg(out, epochs=2), overwrite=True), MemoryCine(n=2), _UnreadableVal(n=2))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in (out / "tb").iterdir()) == tb_before
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["tb"]  # no set-aside folder left
+    # a successful overwrite replaces the old run and leaves no set-aside folder either
+    fit(dataclasses.replace(tiny_cfg(out, epochs=2), overwrite=True), MemoryCine(n=2), MemoryCine(n=2, seed=5))
+    assert read_checkpoint(out / "last.pt").epoch == 2 and len(_metrics(out)) == 2
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["tb"]
+
+
+def test_a_run_whose_validation_images_are_not_finite_stops_without_saving(tmp_path):
+    """Weights that diverge in the last steps give NaN images: the run stops naming the epoch, no best.pt."""
+    cfg = tiny_cfg(tmp_path / "run", epochs=2, **{"optim.lr": 1e30, "optim.min_lr": 1e30, "optim.grad_clip": "null",
+                                                 "optim.warmup_epochs": 0, "log_every": 1000})
+    with pytest.raises(DataError, match=r"validation PSNR is (nan|-inf) after epoch 1"):
+        fit(cfg, MemoryCine(n=2), MemoryCine(n=2, seed=5))  # one step: its loss is finite, its update is not
+    assert not (tmp_path / "run" / "best.pt").exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_refused_or_failed_new_run_leaves_no_folder_and_never_touches_a_run_it_was_refused(tmp_path, capsys):
+    out = tmp_path / "new"
+    with pytest.raises(DataError, match="all zeros"):  # fails at the first validation
+        fit(tiny_cfg(out, epochs=1), MemoryCine(n=2), _UnreadableVal(n=2))
+    assert not out.exists()  # the folder it created is gone with what it wrote
+    with pytest.raises(ConfigError):  # refused before writing anything (unknown model)
+        fit(tiny_cfg(out, epochs=1, **{"model.name": "no_such_model"}), MemoryCine(n=2))
+    assert not out.exists()
+    # a refused run (not empty, no --overwrite) leaves the existing run exactly as it was
+    old = tmp_path / "old"
+    fit(tiny_cfg(old, epochs=1), MemoryCine(n=2))
+    before = {p.relative_to(old).as_posix(): p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    with pytest.raises(OutputExistsError):
+        fit(tiny_cfg(old, epochs=1), MemoryCine(n=2))
+    assert {p.relative_to(old).as_posix(): p.read_bytes() for p in old.rglob("*") if p.is_file()} == before
+    # and with --overwrite but a failure before anything is set aside (the model cannot be built)
+    with pytest.raises(ConfigError):
+        fit(dataclasses.replace(tiny_cfg(old, epochs=1, **{"model.name": "no_such_model"}), overwrite=True),
+            MemoryCine(n=2))
+    assert {p.relative_to(old).as_posix(): p.read_bytes() for p in old.rglob("*") if p.is_file()} == before

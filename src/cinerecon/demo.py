@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -274,13 +276,28 @@ def prepare_out(out: Path, overwrite: bool) -> None:
         if not overwrite:
             raise OutputExistsError(f"demo output folder {out} exists and is not empty; pass --overwrite to "
                                     f"replace the demo's outputs there ({', '.join(OUTPUT_NAMES)})")
-        for name in OUTPUT_NAMES:
-            p = out / name
+        for p in _own_outputs(out):
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
+            else:
                 p.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _own_outputs(out: Path) -> list[Path]:
+    """The files a previous demo wrote in ``out``: its figure and table, the simulator's slices and split
+    lists in ``data/``, the training run's files in ``run/``; anything else there is the user's and stays."""
+    from .train.loop import RUN_FILES, TB_DIR
+
+    mine = [out / FIGURE_NAME, out / TABLE_NAME]
+    data, run = out / DATA_DIR, out / RUN_DIR
+    for folder, ok in ((data, lambda p: re.fullmatch(r"sim\d{4}_[a-z]+\.h5|(train|val|test)\.txt", p.name)),
+                       (run, lambda p: p.name in (*RUN_FILES, TB_DIR))):
+        for link in (folder,) if folder.is_symlink() else ():
+            mine.append(link)  # a link where the demo makes its folder: the link goes, never what it points to
+        if folder.is_dir() and not folder.is_symlink():
+            mine += [p for p in sorted(folder.iterdir()) if ok(p)]
+    return [p for p in mine if os.path.lexists(p)]
 
 
 def heart_centre(target: torch.Tensor, percentile: float = 90.0) -> tuple[int, int]:

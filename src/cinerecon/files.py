@@ -30,11 +30,15 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
 
 
 def check_writable(paths: Iterable[str | Path], overwrite: bool) -> None:
-    """Raise OutputExistsError naming every existing path unless ``overwrite``."""
-    existing = [str(p) for p in paths if Path(p).exists()]
+    """Raise OutputExistsError naming every existing path unless ``overwrite``.
+
+    A symbolic link counts as existing even when it points nowhere: it is the user's.
+    """
+    existing = [str(p) for p in paths if os.path.lexists(p)]
     if existing and not overwrite:
-        raise OutputExistsError(f"{', '.join(existing)} already exists; refusing to overwrite existing output "
-                                "(pass overwrite=True / --overwrite to replace it)")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise OutputExistsError(f"{', '.join(existing)} already {verb}; refusing to overwrite existing output "
+                                "(--overwrite, or overwrite=True in Python, replaces it)")
 
 
 def _create_temp(path: Path) -> Path:

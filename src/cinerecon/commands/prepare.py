@@ -137,7 +137,9 @@ def _write(path: Path, sample: CineSample, masks: dict[str, torch.Tensor], cfg: 
 def update_split_lists(dst: Path, entries: dict[str, list[Path]]) -> dict[str, Path]:
     """Merge ``entries`` (split -> files) into ``dst/<split>.txt`` (one path relative to dst per line).
 
-    Listed files that no longer exist (e.g. removed by a later run that skipped their slice) are dropped.
+    Listed files that no longer exist (e.g. removed by a later run that skipped their slice) are
+    dropped, with a note; comment lines (``#``) are kept at the top, and an entry keeps its own
+    trailing comment.
     """
     out = {}
     for split, files in entries.items():
@@ -146,13 +148,23 @@ def update_split_lists(dst: Path, entries: dict[str, list[Path]]) -> dict[str, P
         if split not in SPLITS:
             raise ConfigError(f"unknown split {split!r}; choose from {SPLITS}")
         p = dst / f"{split}.txt"
-        lines = set(p.read_text().split()) if p.exists() else set()
-        gone = sorted(ln for ln in lines if not (dst / ln).is_file())
+        comments, listed = [], {}  # comment lines; entry -> its line as written
+        for line in (p.read_text().splitlines() if p.exists() else []):
+            entry = line.split("#", 1)[0].strip()
+            if entry:
+                listed[entry] = line.strip()
+            elif line.strip():
+                comments.append(line.rstrip())
+        gone = sorted(e for e in listed if not (dst / e).is_file())
         if gone:
             print(f"prepare: {p}: dropped {len(gone)} listed file(s) that do not exist under {dst} "
                   f"(e.g. {gone[0]})", file=sys.stderr)
-        lines = (lines - set(gone)) | {f.relative_to(dst).as_posix() for f in files}
-        atomic_write_text(p, "".join(f"{ln}\n" for ln in sorted(lines)))
+        for e in gone:
+            del listed[e]
+        for f in files:
+            listed.setdefault(f.relative_to(dst).as_posix(), f.relative_to(dst).as_posix())
+        text = "".join(f"{c}\n" for c in comments) + "".join(f"{listed[e]}\n" for e in sorted(listed))
+        atomic_write_text(p, text)
         out[split] = p
     return out
 
@@ -439,7 +451,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     for q in (c, i):
         q.add_argument("--acs", type=int, default=PAPER_ACS,
                        help="central lines used for coil maps and in generated masks (default: %(default)s)")
-        q.add_argument("--coils-virtual", type=int, default=None, help="compress to N virtual coils")
+        q.add_argument("--coils-virtual", type=int, default=None,
+                       help="compress to N virtual coils (files with N coils or fewer are kept as they are)")
         q.add_argument("--seed", type=int, default=0, help="seed of generated masks and random splits "
                                                            "(default: %(default)s)")
         q.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -467,6 +480,9 @@ def run(args: argparse.Namespace) -> int:
         written = prepare_cmrxrecon(args.src, args.dst, tuple(args.views), cfg, split_map, args.subjects,
                                     verbose=not args.quiet, notes=notes)
         total = sum(len(v) for v in written.values())
+        if total == 0:
+            raise DataError(f"{args.src}: nothing written to {args.dst}: every file found was skipped (see the lines "
+                            "above)")
         print(f"wrote {total} files to {args.dst} (" + ", ".join(f"{k}: {len(v)}" for k, v in written.items()) + ")")
         for n in notes:
             print(f"note: {n}")

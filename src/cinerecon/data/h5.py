@@ -299,6 +299,12 @@ def _meta(f: h5py.File, path: Path, info: H5Info, index: np.ndarray | None) -> S
     def where(key: str) -> str:
         return f"{path}: attribute {key!r}"
 
+    if "format_version" in a:
+        version = attr_floats(a["format_version"], where("format_version"), "a whole number >= 1", size=1,
+                              ok=lambda v: _integral(v) and v[0] >= 1)[0]
+        if version > FORMAT_VERSION:
+            raise DataError(f"{where('format_version')} is {int(version)}: written by a newer cinerecon (this one "
+                            f"reads format versions up to {FORMAT_VERSION}); update cinerecon")
     name = _attr_text(a["name"], where("name")) if "name" in a else path.stem
     view = _attr_text(a["view"], where("view")) if "view" in a else "unknown"
     accel = _attr_accel(a["accel"], where("accel")) if "accel" in a else 1.0

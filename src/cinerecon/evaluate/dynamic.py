@@ -65,9 +65,12 @@ def region_metrics(recon: torch.Tensor, target: torch.Tensor, protocol: str | Pr
                    percentile: float = DEFAULT_PERCENTILE, mask: torch.Tensor | None = None) -> RegionMetrics:
     """PSNR and SSIM inside and outside the dynamic region.
 
-    Images are normalised as the protocol says; PSNR uses the protocol's data range
-    (the target series maximum, or 1 with per-frame scaling). The SSIM map, which is
-    defined on the 'valid' region, is compared with the mask cropped accordingly.
+    Images are normalised as the protocol says (:func:`~.metrics.prepare`: divided by the
+    target series maximum, or each frame by its own maximum), so PSNR and SSIM do not depend
+    on the intensity units. The region's mean squared error, in units of the squared data
+    range, is floored at ``EPS**2`` (an error-free region scores 240 dB, not ``inf``). The
+    SSIM map, which is defined on the 'valid' region, is compared with the mask cropped
+    accordingly.
 
     Args:
         recon: (..., T, H, W) complex or real.
@@ -85,7 +88,7 @@ def region_metrics(recon: torch.Tensor, target: torch.Tensor, protocol: str | Pr
     if m.shape != d.target.shape[:-3] + d.target.shape[-2:]:
         raise DataError(f"dynamic mask shape {tuple(m.shape)} does not match (..., H, W) of {tuple(d.target.shape)}")
     err = (d.recon - d.target) ** 2
-    r = d.series_range
+    r = d.series_range  # 1 (0 for an all-zero target): d holds images in units of their data range
     mse_dyn = _masked_mean(err, m).clamp_min(EPS**2)
     mse_sta = _masked_mean(err, ~m).clamp_min(EPS**2)
     smap = ssim_map(d.recon, d.target, d.frame_range, p.ssim)

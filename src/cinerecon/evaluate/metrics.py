@@ -30,6 +30,17 @@ Three protocols are available by name (:data:`PROTOCOLS`):
     each volume, :func:`ranking_slices`) and the per-volume ("per-subject") averaging are
     applied by :func:`cinerecon.evaluate.runner.evaluate_dir`, which sees whole volumes.
 
+Every protocol divides reconstruction and target by the data range (one positive number per
+series, or per frame under ``"paper"``) before anything is squared or multiplied, so the
+metrics do not depend on the units of the data: multiplying k-space, reconstruction and target
+by a common positive factor (1e-20 ... 1e20, float32 or float64) leaves every value unchanged
+up to rounding. The low-level functions (:func:`psnr`, :func:`nmse`, :func:`ssim_map`,
+:func:`haarpsi`) do the same with the data range they are given (:func:`nmse`: the target's
+maximum). Where a metric is undefined it is left non-finite rather than made up: an all-zero
+target (data range 0) gives NaN or -inf, a zero target frame an infinite NMSE, and PSNR is
+``inf`` where the images are equal; :func:`cinerecon.evaluate.runner.evaluate_dir` refuses to
+write such values.
+
 DISTS (:mod:`.dists`) is computed and stored as a distance (0 for identical images), as
 defined by Ding et al.; tables (:mod:`.report`) show 1 - DISTS like the paper. DISTS inputs
 are the protocol-normalised magnitudes divided by the frame's data range, clipped to [0, 1].
@@ -45,6 +56,8 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 
+#: Smallest mean squared error, in units of the squared data range, that the dynamic-region PSNR
+#: (:mod:`.dynamic`) uses (EPS**2): a relative guard, the same at every intensity scale.
 EPS = 1e-12
 DISTS_CHUNK = 4  # frames per DISTS forward pass
 
@@ -198,6 +211,20 @@ def magnitude(x: torch.Tensor) -> torch.Tensor:
     return x if x.is_floating_point() else x.float()
 
 
+def _positive(r: torch.Tensor) -> torch.Tensor:
+    """``r`` where it is positive, else 1: a divisor that leaves all-zero images as they are."""
+    return torch.where(r > 0, r, torch.ones_like(r))
+
+
+def _image_range(data_range: torch.Tensor | float, x: torch.Tensor, dims: int) -> torch.Tensor:
+    """The data range as a tensor of ``x``'s dtype that broadcasts against (..., *dims axes).
+
+    A scalar stays a scalar; a tensor of shape ``x.shape[:-dims]`` gets ``dims`` trailing axes.
+    """
+    r = torch.as_tensor(data_range, dtype=x.dtype, device=x.device)
+    return r.reshape(r.shape + (1,) * dims) if r.ndim else r
+
+
 def _check_pair(x: torch.Tensor, y: torch.Tensor, min_dims: int = 2) -> None:
     if x.shape != y.shape:
         raise DataError(f"reconstruction shape {tuple(x.shape)} differs from target shape {tuple(y.shape)}")
@@ -214,6 +241,8 @@ def mse(x: torch.Tensor, y: torch.Tensor, dims: int = 2) -> torch.Tensor:
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, dims: int = 2) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, 10 log10(R^2 / MSE), over the last ``dims`` axes.
 
+    Computed as -10 log10(MSE(x / R, y / R)), which no intensity scale over- or underflows.
+
     Args:
         x: reconstruction (..., H, W) real.
         y: target, same shape.
@@ -221,16 +250,26 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, dim
         dims: number of trailing axes the error is averaged over.
 
     Returns:
-        Tensor of shape ``x.shape[:-dims]`` (``inf`` where the images are equal).
+        Tensor of shape ``x.shape[:-dims]`` (``inf`` where the images are equal; NaN or
+        -inf where R is 0).
     """
-    return psnr_from_mse(mse(x, y, dims), data_range)
+    _check_pair(x, y, dims)
+    r = _image_range(data_range, x, dims)
+    return psnr_from_mse(mse(x / r, y / r, dims), 1.0)
 
 
 def nmse(x: torch.Tensor, y: torch.Tensor, dims: int = 2) -> torch.Tensor:
-    """Normalised MSE ||x - y||^2 / ||y||^2 over the last ``dims`` axes."""
+    """Normalised MSE ||x - y||^2 / ||y||^2 over the last ``dims`` axes.
+
+    Both images are divided by the target's maximum magnitude first, so no intensity scale
+    over- or underflows. An all-zero target gives ``inf`` (NaN when x is zero too): NMSE is
+    undefined there.
+    """
     _check_pair(x, y, dims)
     d = tuple(range(-dims, 0))
-    return ((x - y) ** 2).sum(dim=d) / (y**2).sum(dim=d).clamp_min(EPS)
+    s = _positive(y.abs().amax(dim=d, keepdim=True))
+    x, y = x / s, y / s
+    return ((x - y) ** 2).sum(dim=d) / (y**2).sum(dim=d)
 
 
 def _window(cfg: SSIMConfig, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -258,6 +297,8 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float,
              cfg: SSIMConfig = UNIFORM7_SSIM) -> torch.Tensor:
     """Local SSIM map on the 'valid' region (Wang et al. 2004).
 
+    Both images are divided by the data range R first (then C1 = k1^2, C2 = k2^2), which
+    leaves SSIM unchanged and keeps the local moments in range at any intensity scale.
     Equals scikit-image's ``structural_similarity(..., full=True)`` map cropped by
     ``(size - 1) // 2`` pixels on each side, where it does not depend on padding.
 
@@ -279,6 +320,8 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float,
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     xs = x.reshape(-1, 1, h, w).to(dtype)
     ys = y.reshape(-1, 1, h, w).to(dtype)
+    r = torch.as_tensor(data_range, dtype=dtype, device=x.device).reshape(-1, 1, 1, 1)
+    xs, ys = xs / r, ys / r
     win = _window(cfg, dtype, x.device)
     stack = torch.cat([xs, ys, xs * xs, ys * ys, xs * ys], dim=0)
     mx, my, mxx, myy, mxy = _filter_valid(stack, win).chunk(5, dim=0)
@@ -286,9 +329,8 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float,
     vx = cov_norm * (mxx - mx * mx)
     vy = cov_norm * (myy - my * my)
     vxy = cov_norm * (mxy - mx * my)
-    r = torch.as_tensor(data_range, dtype=dtype, device=x.device).reshape(-1, 1, 1, 1)
-    c1 = (cfg.k1 * r) ** 2
-    c2 = (cfg.k2 * r) ** 2
+    c1 = cfg.k1**2
+    c2 = cfg.k2**2
     smap = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return smap.reshape(lead + smap.shape[-2:])
 
@@ -366,8 +408,8 @@ def haarpsi(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float,
     lead = x.shape[:-2]
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     r = torch.as_tensor(data_range, dtype=dtype, device=x.device).reshape(-1, 1, 1, 1)
-    xs = x.reshape(-1, 1, h, w).to(dtype) * (255.0 / r)
-    ys = y.reshape(-1, 1, h, w).to(dtype) * (255.0 / r)
+    xs = x.reshape(-1, 1, h, w).to(dtype) / r * 255.0
+    ys = y.reshape(-1, 1, h, w).to(dtype) / r * 255.0
     both = torch.cat([xs, ys], dim=0)
     if cfg.subsample:
         both = F.avg_pool2d(F.pad(both, (0, w % 2, 0, h % 2)), kernel_size=2, stride=2)
@@ -412,13 +454,15 @@ class Metrics:
 
 @dataclass(frozen=True)
 class Prepared:
-    """Magnitude images normalised for a protocol.
+    """Magnitude images normalised for a protocol, in units of their data range.
 
     Attributes:
-        recon: (..., T, H, W) real.
-        target: (..., T, H, W) real.
-        frame_range: (..., T) data range per frame.
-        series_range: (...) data range per series (1 under per-frame scaling).
+        recon: (..., T, H, W) real, divided by the data range (global: the target series
+            maximum; per-frame scaling: its own frame maximum).
+        target: (..., T, H, W) real, likewise (its maximum is 1).
+        frame_range: (..., T) data range per frame in these units: 1, or 0 for an all-zero
+            target series under ``"global"`` (the metrics are then undefined: NaN / inf).
+        series_range: (...) data range per series, likewise.
     """
 
     recon: torch.Tensor
@@ -429,6 +473,10 @@ class Prepared:
 
 def prepare(recon: torch.Tensor, target: torch.Tensor, protocol: str | Protocol = "global") -> Prepared:
     """Take magnitudes and apply the protocol's scaling.
+
+    Both images are divided by the data range once, here, so every metric computed from the
+    result is independent of the intensity units. Only an exactly zero maximum is left
+    undivided (an all-zero frame or series stays zero).
 
     Args:
         recon: (..., T, H, W) complex or real reconstruction.
@@ -447,11 +495,14 @@ def prepare(recon: torch.Tensor, target: torch.Tensor, protocol: str | Protocol 
     if p.dtype is not None:
         x, y = x.to(p.dtype), y.to(p.dtype)
     if p.per_frame_max:
-        x = x / x.amax(dim=(-2, -1), keepdim=True).clamp_min(EPS)
-        y = y / y.amax(dim=(-2, -1), keepdim=True).clamp_min(EPS)
+        x = x / _positive(x.amax(dim=(-2, -1), keepdim=True))
+        y = y / _positive(y.amax(dim=(-2, -1), keepdim=True))
         fr = torch.ones(x.shape[:-2], dtype=x.dtype, device=x.device)
         return Prepared(x, y, fr, fr[..., 0])
-    sr = y.amax(dim=(-3, -2, -1)).clamp_min(EPS)
+    sr = y.amax(dim=(-3, -2, -1))
+    s = _positive(sr)[..., None, None, None]
+    x, y = x / s, y / s
+    sr = (sr > 0).to(x.dtype)  # the range in its own units: 1, or 0 for an all-zero target
     return Prepared(x, y, sr.unsqueeze(-1).expand(x.shape[:-2]), sr)
 
 
@@ -521,9 +572,12 @@ def scored_size(h: int, w: int, protocol: str | Protocol) -> tuple[int, int]:
 
 
 def psnr_from_mse(err: torch.Tensor, data_range: torch.Tensor | float) -> torch.Tensor:
-    """10 log10(R^2 / err) elementwise."""
+    """10 log10(R^2 / err) elementwise, as 20 log10(R) - 10 log10(err) (no R^2 to overflow).
+
+    ``inf`` where err is 0 and R > 0; -inf or NaN where R is 0.
+    """
     r = torch.as_tensor(data_range, dtype=err.dtype, device=err.device)
-    return 10.0 * torch.log10(r**2 / err)
+    return 20.0 * torch.log10(r) - 10.0 * torch.log10(err)
 
 
 __all__ = ["SSIMConfig", "HaarPSIConfig", "HAARPSI_MIN_SIZE", "RankingSelection", "CMRXRECON_RANKING", "Protocol",

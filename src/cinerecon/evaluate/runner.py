@@ -18,10 +18,16 @@ each volume are evaluated (:func:`ranking_files`), and Table 1 and the statistic
 volumes: each record is the mean of its volume's scored slices (frames and crop as
 :mod:`.metrics` says), as the challenge averages per subject. Volumes come from the slice
 names our ``prepare`` writes (``P001/cine_sax/slice03``).
+
+Every metric written is finite: a value that is not (NaN, or inf: an all-zero target, where
+the metrics are undefined, or a PSNR of ``inf`` for a reconstruction equal to the target)
+stops the run with a :class:`~cinerecon.errors.DataError` naming the slice, method and
+metric, before any table is written.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +42,17 @@ from ..operators import SenseOp
 from .dists import try_load_dists
 from .dynamic import DEFAULT_PERCENTILE, region_metrics
 from .figures import FigureConfig, plot_dynamic_bars, plot_reconstructions, plot_xt_profiles
-from .metrics import HAARPSI_MIN_SIZE, RankingSelection, get_protocol, ranking_slices, scored_size, series_metrics
+from .metrics import (
+    HAARPSI_MIN_SIZE,
+    METRIC_NAMES,
+    RankingSelection,
+    get_protocol,
+    ranking_slices,
+    scored_size,
+    series_metrics,
+)
 from .report import (
+    DYNAMIC_FIELDS,
     DynamicRecord,
     DynamicSummaryRow,
     SliceRecord,
@@ -250,6 +265,15 @@ def _run_method(name: str, fn: Method, k: torch.Tensor, m: torch.Tensor, s: torc
     return out
 
 
+def _check_finite(values: Mapping[str, float | None], src: Path, slice_name: str, accel: str, method: str) -> None:
+    """Raise DataError, naming the slice, method and metric, at the first value that is not finite."""
+    for metric, v in values.items():
+        if v is not None and not math.isfinite(v):
+            raise DataError(f"{src}: slice {slice_name!r} at {accel}: method {method!r}: metric {metric} is {v} "
+                            "(undefined for an all-zero target; PSNR is inf where the reconstruction equals the "
+                            "target); no tables written")
+
+
 def _group_notes(records: list[SliceRecord], alpha: float, unit: str = "slices") -> list[str]:
     """Warnings for (view, accel) groups with few slices (or volumes), and where the Wilcoxon tests are left out."""
     notes = []
@@ -334,12 +358,15 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
                 record = SliceRecord(
                     str(path), meta.name, meta.view, accel, name, float(sm.psnr), float(sm.ssim), float(sm.nmse),
                     None if sm.haarpsi is None else float(sm.haarpsi), None if sm.dists is None else float(sm.dists))
+                dyn = DynamicRecord(str(path), meta.name, meta.view, accel, name, float(rm.psnr_dynamic),
+                                    float(rm.psnr_static), float(rm.ssim_dynamic), float(rm.ssim_static))
+                _check_finite({m: record.value(m) for m in METRIC_NAMES}
+                              | {f: getattr(dyn, f) for f in DYNAMIC_FIELDS}, path, meta.name, accel, name)
                 if volume_of:
                     per_volume.setdefault((volume_of[path], name), []).append(record)
                 else:
                     res.records.append(record)
-                res.dynamic.append(DynamicRecord(str(path), meta.name, meta.view, accel, name, float(rm.psnr_dynamic),
-                                                 float(rm.psnr_static), float(rm.ssim_dynamic), float(rm.ssim_static)))
+                res.dynamic.append(dyn)
                 if i == 0:
                     recons[name] = rec.cpu()
             if i == 0 and options.figures:

@@ -442,6 +442,12 @@ def config_from_kwargs(cls: type[Config], model: str, kwargs: dict[str, Any]) ->
         model: the registered model name, for the message.
         kwargs: keyword arguments given to ``build_model(model, ...)``.
     """
+    import dataclasses
+
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ConfigError(f"{model}: unknown option(s) {unknown}; available: {sorted(known)}")
     try:
         return cls(**kwargs)
     except TypeError as e:

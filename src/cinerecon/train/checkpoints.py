@@ -211,6 +211,13 @@ def run_checkpoint_tool(argv: list[str] | None, usage: str, n_paths: int, tool: 
     return 0
 
 
+def _refuse_folder(path: Path) -> None:
+    """One line for a run folder given where its checkpoint file was meant."""
+    if path.is_dir():
+        hint = next((f" (e.g. {path / n})" for n in ("best.pt", "last.pt") if (path / n).is_file()), "")
+        raise WeightsNotFoundError(f"checkpoint {path} is a folder; give the checkpoint file{hint}")
+
+
 def _torch_load(path: Path, weights_only: bool = True) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
@@ -279,6 +286,7 @@ def is_our_checkpoint(obj: Any) -> bool:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Load one of our checkpoints (``weights_only``) for resuming or inspection."""
     path = Path(path)
+    _refuse_folder(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"checkpoint {path} does not exist")
     obj = _load_weights(path)
@@ -374,6 +382,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         ConfigError: the model cannot be moved to ``device``.
     """
     path = Path(path)
+    _refuse_folder(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"checkpoint {path} does not exist; pass a local file "
                                    f"(our last.pt/best.pt or an authors' CRUNet-MR, CRNN-MRI or PromptMR checkpoint)")

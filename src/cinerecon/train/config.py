@@ -83,9 +83,10 @@ class DataConfig:
     real: RealCineConfig = field(default_factory=RealCineConfig)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or (self.num_workers is not None and self.num_workers < 0):
-            raise ConfigError(f"data.batch_size must be >= 1 and data.num_workers >= 0, got "
-                              f"{self.batch_size} and {self.num_workers}")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size (--batch-size) must be >= 1, got {self.batch_size}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0 (or null: automatic), got {self.num_workers}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.frames_window is not None and self.frames_window < 1:

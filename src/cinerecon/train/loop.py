@@ -32,9 +32,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import math
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from contextlib import nullcontext
@@ -206,11 +208,65 @@ def validate(model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.devi
     return float(sums[0] / sums[3]), float(sums[1] / sums[3]), float(sums[2] / sums[3])
 
 
-def _clear_previous_outputs(run: Path) -> None:
-    for name in RUN_FILES:
-        (run / name).unlink(missing_ok=True)
-    if (run / TB_DIR).is_dir():
-        shutil.rmtree(run / TB_DIR)
+class _RunStart:
+    """What a new run (not a resumed one) must undo if it fails before saving its first epoch.
+
+    ``set_aside`` moves a previous run's files and ``tb/`` (``--overwrite``) into a hidden folder
+    of the run directory; ``drop`` deletes them once the new run has saved its first epoch;
+    ``restore`` (the new run failed before that, e.g. on a validation file that cannot be read,
+    or was refused) removes what the new run wrote, puts the previous files back and removes a
+    run directory that this run created and left empty. So a refused or failed start never
+    costs the old checkpoints, nor leaves an empty folder behind.
+
+    Args:
+        run: the run directory.
+        active: False for a resumed run and for the ranks that write nothing (then every
+            method does nothing).
+    """
+
+    def __init__(self, run: Path, active: bool) -> None:
+        self.run = run
+        self.active = active
+        self.created = active and not os.path.lexists(run)
+        self.claimed = False  # the run files in ``run`` are this run's (set by ``set_aside``)
+        self.folder: Path | None = None
+
+    def set_aside(self, overwrite: bool) -> None:
+        """Called once every check that can refuse the run has passed, before it writes anything."""
+        if not self.active:
+            return
+        names = [n for n in (*RUN_FILES, TB_DIR) if os.path.lexists(self.run / n)] if overwrite else []
+        if names:
+            self.folder = Path(tempfile.mkdtemp(prefix=".previous-run-", dir=self.run))
+            for n in names:
+                os.replace(self.run / n, self.folder / n)
+        self.claimed = True
+
+    def drop(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder, self.active = None, False  # the run has saved: nothing to undo any more
+
+    def restore(self) -> None:
+        if not self.active or not self.run.is_dir():
+            return
+        for n in (*RUN_FILES, TB_DIR):
+            new = self.run / n
+            if self.claimed:  # before set_aside has finished, the run files there are not this run's
+                if new.is_dir() and not new.is_symlink():
+                    shutil.rmtree(new, ignore_errors=True)
+                elif os.path.lexists(new):
+                    new.unlink()
+            if self.folder is not None and os.path.lexists(self.folder / n) and not os.path.lexists(new):
+                os.replace(self.folder / n, new)
+        if self.folder is not None:
+            if any(self.folder.iterdir()):  # could not be put back: never delete a previous run's files
+                print(f"train: the previous run's files are kept in {self.folder}", file=sys.stderr)
+            else:
+                self.folder.rmdir()
+        self.folder, self.active = None, False
+        if self.created and not any(self.run.iterdir()):
+            self.run.rmdir()
 
 
 def _writer(run: Path, info: DistInfo) -> Any:
@@ -255,6 +311,17 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
     if device.type == "cuda":
         configure_cuda(cfg.tf32, benchmark=True)
     run = Path(cfg.out)
+    start = _RunStart(run, info.is_main and not cfg.resume)
+    try:
+        return _start(cfg, train_set, val_set, info, device, run, start)
+    except BaseException:
+        start.restore()
+        raise
+
+
+def _start(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, info: DistInfo,
+           device: torch.device, run: Path, start: "_RunStart") -> Path:
+    """:func:`fit` from the run directory on; ``start`` is undone by the caller if this raises first."""
     if info.is_main or cfg.resume:  # resuming only reads; every rank checks
         prepare_run_dir(run, cfg.resume, cfg.overwrite)
     barrier(info)
@@ -321,12 +388,22 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
         rng = resume_ck.rng_state()
         if rng is not None:
             rng.restore()
-    # Every check that can refuse the run is behind us: only now may --overwrite remove a previous run's files.
+    # Every check that can refuse the run before training is behind us: --overwrite now sets the
+    # previous run's files aside, and deletes them only once this run has saved its first epoch.
+    start.set_aside(cfg.overwrite)
     if info.is_main:
-        if cfg.overwrite and not cfg.resume:
-            _clear_previous_outputs(run)
         atomic_write_text(run / "config.yaml", dump_yaml(saved_config(cfg)), fsync=True)
     _announce(cfg, model, train_set, val_set, loader, device, info, step_s, budget)
+    return _train_epochs(cfg, run, model, ema, optimizer, scheduler, loader, sampler, vloader, train_set,
+                         budget, start_epoch, step, best, device, info, start)
+
+
+def _train_epochs(cfg: TrainConfig, run: Path, model: nn.Module, ema: WeightEMA | None, optimizer: Any,
+                  scheduler: Any, loader: Any, sampler: Any, vloader: Any, train_set: Dataset, budget: "_Budget",
+                  start_epoch: int, step: int, best: float | None, device: torch.device, info: DistInfo,
+                  start: _RunStart) -> Path:
+    """The epochs of :func:`fit` (see there); ``start`` is dropped once the first epoch is saved."""
+    per_step = cfg.optim.schedule_per == "step"
     n_steps = len(loader)
     ddp_model = wrap_model(model, info, device)
     watch = _FiniteWatch(device)
@@ -396,6 +473,11 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
             elif cfg.time_budget_min is not None:
                 cfg, stop = _fit_budget(cfg, epoch + 1, budget, scheduler, n_steps if per_step else 1, run, info,
                                         done)
+            for name, v in (("", val), (" of the trained weights", val_trained)):
+                if v is not None and not v[0] > -math.inf:  # NaN or -inf: the weights give non-finite images
+                    raise DataError(f"validation PSNR{name} is {v[0]} after epoch {epoch + 1}: the model's images "
+                                    "are not finite (diverged training? lower optim.lr or set optim.grad_clip); "
+                                    "nothing of this epoch is saved")
             result = EpochResult(epoch + 1, lr, *means, *(val if val is not None else (None, None, None)),
                                  val_psnr_trained=None if val_trained is None else val_trained[0])
             score = result.val_psnr if result.val_psnr is not None else -result.loss
@@ -411,6 +493,7 @@ def _fit(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None, i
                 save_checkpoint(run / "last.pt", weights, optimizer, scheduler, epoch + 1, saved, step, best,
                                 trained=None if ema is None else model,
                                 ema_updates=None if ema is None else ema.updates)
+                start.drop()
             barrier(info)
             if stop or epoch + 1 >= cfg.epochs:
                 break
