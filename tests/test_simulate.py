@@ -201,5 +201,5 @@ def test_cli_simulate(tmp_path, capsys):
     s = read_h5(files[0], "R08")
     assert s.kspace.shape == (2, 3, 20, 18) and s.meta.accel == 8
     assert main(argv) == 2  # refuses to overwrite
-    assert "exists" in capsys.readouterr().err
+    assert "already exist" in capsys.readouterr().err
     assert main(argv + ["--overwrite"]) == 0

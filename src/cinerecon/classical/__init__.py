@@ -4,6 +4,10 @@ Each method is ``method(kspace, mask, maps, **params) -> image`` with k-space
 (B, C, T, H, W) complex, mask broadcastable to it, maps (B, C, 1, H, W), returning the
 coil-combined image (B, T, H, W) complex. :data:`CLASSICAL` maps CLI names to them
 (built on first access so that importing one method does not import the others).
+
+The k-space may be in any unit: each method divides it by a power-of-two scale of its sampled
+values on entry and multiplies the result back (:mod:`.scaling`), so ``method(s * k) ==
+s * method(k)`` up to rounding for s from at least 1e-30 to 1e30, and exactly for powers of two.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import torch
 from ..errors import ConfigError
 from ..operators import SenseOp, unit_norm_maps
 from ..solvers import conjugate_gradient
+from .scaling import data_scale
 from .zero_filled import check_inputs
 
 
@@ -61,20 +62,25 @@ def cg_sense(
             starts from; None means zero (plain CG-SENSE).
 
     Returns:
-        (B, T, H, W) complex image on the scale of ``SenseOp(maps).reduce(full_kspace)``.
+        (B, T, H, W) complex image on the scale of ``SenseOp(maps).reduce(full_kspace)``;
+        ``cg_sense(s * k, prior=s * p) == s * cg_sense(k, prior=p)`` at any scale s: the
+        k-space and prior are divided by :func:`~cinerecon.classical.scaling.data_scale` (a
+        power of two) and the result multiplied back, so CG's squared norms neither overflow
+        nor underflow.
     """
     check_inputs(kspace, mask, maps, "cg_sense")
     if iters < 0 or lam < 0 or tol < 0:
         raise ConfigError(f"cg_sense: iters, lam and tol must be >= 0, got iters={iters}, lam={lam}, tol={tol}")
     b, _, t, h, w = kspace.shape
+    unit = data_scale(kspace, mask)[:, 0]  # (B, 1, 1, 1): the data's unit, divided out and put back
     maps, scale = unit_norm_maps(maps)  # maps that are not unit-norm: solve for z = r x, return r z
     scale = scale[:, 0]
     op = SenseOp(maps, mask.to(kspace.real.dtype))
-    rhs = op.adjoint(kspace)  # (B, T, H, W)
+    rhs = op.adjoint(kspace / unit[:, None])  # (B, T, H, W)
     if prior is not None:
         if prior.shape != rhs.shape:
             raise ConfigError(f"cg_sense: prior shape {tuple(prior.shape)} differs from the image {tuple(rhs.shape)}")
-        prior = prior / scale
+        prior = prior / unit / scale
         rhs = rhs + lam * prior
 
     def normal(z: torch.Tensor) -> torch.Tensor:
@@ -83,4 +89,4 @@ def cg_sense(
 
     x0 = None if prior is None else prior.reshape(b * t, h, w)
     x = conjugate_gradient(normal, rhs.reshape(b * t, h, w), x0=x0, iters=iters, tol=tol)
-    return x.reshape(b, t, h, w) * scale
+    return x.reshape(b, t, h, w) * scale * unit

@@ -43,6 +43,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..masks import central_run
 from ..operators import SenseOp, sampled_mean
+from .scaling import data_scale
 from .zero_filled import check_inputs
 
 CALIBRATIONS = ("auto", "frame", "pooled", "average")
@@ -341,7 +342,10 @@ def grappa_kspace(kspace: torch.Tensor, mask: torch.Tensor, kernel: tuple[int, i
 
     Returns:
         (B, C, T, H, W) k-space with measured samples unchanged and missing lines estimated
-        (lines with no acquired neighbour in reach stay zero).
+        (lines with no acquired neighbour in reach stay zero). The k-space is divided by
+        :func:`~cinerecon.classical.scaling.data_scale` (a power of two) and the result
+        multiplied back, so ``grappa_kspace(s * k) == s * grappa_kspace(k)`` at any scale s
+        (the calibration normal equations would otherwise overflow or underflow).
 
     Raises:
         DataError: bad shapes, a mask varying along C or H, or no calibration block.
@@ -349,7 +353,9 @@ def grappa_kspace(kspace: torch.Tensor, mask: torch.Tensor, kernel: tuple[int, i
     """
     p = GrappaParams(tuple(kernel), float(lam), acs, calibration)
     lines = _check_inputs(kspace, mask).cpu().numpy()
-    return torch.stack([_fill_one(kspace[b], lines[b], p) for b in range(kspace.shape[0])])
+    scale = data_scale(kspace, mask)  # (B, 1, 1, 1, 1)
+    k = kspace / scale
+    return torch.stack([_fill_one(k[b], lines[b], p) for b in range(kspace.shape[0])]) * scale
 
 
 def grappa(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,

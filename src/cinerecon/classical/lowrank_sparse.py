@@ -53,6 +53,7 @@ from ..errors import ConfigError, DataError
 from ..fft import fft1c, ifft1c
 from ..operators import SenseOp, unit_norm_maps
 from ..solvers import may_stop_early
+from .scaling import data_scale
 from .zero_filled import check_inputs
 
 
@@ -225,8 +226,11 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
 
     Returns:
         :class:`LplusSResult`. Each batch item stops on its own tolerance; its result does not
-        depend on the other items. The loop ends early once all items have stopped on the CPU
-        only; elsewhere it runs ``iters`` times without reading values to the host (same result).
+        depend on the other items. The k-space and ``start`` are divided by
+        :func:`~cinerecon.classical.scaling.data_scale` (a power of two) and L and S multiplied
+        back, so the result is the same up to the scale at any scale of the data. The loop ends
+        early once all items have stopped on the CPU only; elsewhere it runs ``iters`` times
+        without reading values to the host (same result).
     """
     if torch.is_tensor(lam_l):  # one per item; its values are not read (no host sync on a device), so
         # they are not checked: lplus_s builds them from checked numbers
@@ -240,15 +244,17 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
         svt_lam = p.lam_l
     _check(kspace, mask, maps)
     mask = mask.to(kspace.real.dtype)
+    unit = data_scale(kspace, mask)  # (B, 1, 1, 1, 1): the data's unit, divided out and put back
     maps, scale = unit_norm_maps(maps)  # the unit step needs unit-norm maps: z = r x is solved for, r z returned
     scale = scale[:, 0]
     op = SenseOp(maps, mask)
-    d = kspace * mask
+    d = kspace / unit * mask
+    unit = unit[:, 0]
     m = adj_d = op.adjoint(d)
     if start is not None:
         if start.shape != m.shape:
             raise DataError(f"lplus_s: start shape {tuple(start.shape)} differs from the image {tuple(m.shape)}")
-        m = start.to(m.dtype) / scale
+        m = start.to(m.dtype) / unit / scale
     b = m.shape[0]
     keep = (b, 1, 1, 1)
     tiny = torch.finfo(m.real.dtype).tiny
@@ -283,7 +289,7 @@ def lplus_s_decompose(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tens
             if still == 0:
                 break
             all_active = still == b
-    return LplusSResult(low * scale, sparse * scale, done)
+    return LplusSResult(low * scale * unit, sparse * scale * unit, done)
 
 
 def lplus_s(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,

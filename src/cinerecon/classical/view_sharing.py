@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..operators import SenseOp, sampled_mean
+from .scaling import data_scale
 
 
 def share_views(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -36,6 +37,8 @@ def view_sharing(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -
         maps: (B, C, 1, H, W) complex.
 
     Returns:
-        (B, T, H, W) complex image.
+        (B, T, H, W) complex image; ``view_sharing(s * k) == s * view_sharing(k)`` at any
+        scale s (:mod:`~cinerecon.classical.scaling`).
     """
-    return SenseOp(maps).reduce(share_views(kspace, mask))
+    scale = data_scale(kspace, mask)
+    return SenseOp(maps).reduce(share_views(kspace / scale, mask)) * scale[:, 0]

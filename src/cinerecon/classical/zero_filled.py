@@ -9,6 +9,7 @@ import torch
 
 from ..errors import DataError
 from ..operators import SenseOp
+from .scaling import data_scale
 
 
 def check_inputs(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, method: str) -> None:
@@ -53,7 +54,9 @@ def zero_filled(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) ->
 
     Returns:
         (B, T, H, W) complex image, on the scale of ``SenseOp(maps).reduce(full_kspace)``
-        (no density compensation).
+        (no density compensation); ``zero_filled(s * k) == s * zero_filled(k)`` at any scale s
+        (:mod:`~cinerecon.classical.scaling`).
     """
     check_inputs(kspace, mask, maps, "zero_filled")
-    return SenseOp(maps, mask.to(kspace.real.dtype)).adjoint(kspace)
+    scale = data_scale(kspace, mask)
+    return SenseOp(maps, mask.to(kspace.real.dtype)).adjoint(kspace / scale) * scale[:, 0]

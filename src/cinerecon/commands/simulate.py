@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--snr-db", type=float, default=_DEFAULTS.snr_db,
                    help="SNR in dB relative to the mean object magnitude; 'inf' for none (default: %(default)s)")
     p.add_argument("--accels", type=int, nargs="+", default=list(_ACCELS),
-                   help="accelerations of the stored equispaced + ACS masks (default: %(default)s)")
+                   help="accelerations of the stored equispaced + ACS masks; one whose masks would sample every "
+                        "phase-encode line (or none) at this --size and --acs is refused (default: %(default)s)")
     p.add_argument("--acs", type=int, default=None, help="ACS lines (default: 24, capped for small W)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     return p

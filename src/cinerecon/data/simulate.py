@@ -33,7 +33,7 @@ from scipy.ndimage import gaussian_filter
 
 from ..errors import ConfigError, DataError
 from ..fft import fft2c, ifft2c
-from ..masks import MaskSpec, make_mask
+from ..masks import MaskSpec, equispaced, make_mask
 from .export import check_writable
 from .h5 import write_h5, write_split
 from .sample import CineSample, SampleMeta
@@ -834,6 +834,46 @@ def subject_seed(seed: int, subject: int) -> int:
     return int(np.random.SeedSequence([seed, subject]).generate_state(1)[0])
 
 
+def check_accels(size: tuple[int, int], accels: tuple[int, ...], acs: int) -> None:
+    """Refuse accelerations whose stored equispaced + ACS masks would not be undersampled.
+
+    A mask labelled ``R04`` that samples every phase-encode line (the ACS block covers the
+    width, or covers all but lines that the equispaced lines hit for some offset) is fully
+    sampled data under an accelerated name: ``reconstruct`` would report R04 and ``evaluate``
+    an infinite PSNR. Masks that sample no line at all (R > W without ACS, for some offsets)
+    are refused too. The offset is drawn per subject in [0, R), so every offset is checked and
+    the answer does not depend on the seed. R = 1 (fully sampled, labelled ``R01``) is allowed.
+
+    Args:
+        size: (H, W) of the slices; W is the phase-encode axis.
+        accels: accelerations R of the masks.
+        acs: ACS lines of the masks.
+
+    Raises:
+        ConfigError: one line naming the size, the accelerations and the ACS lines.
+    """
+    h, w = size
+    full, empty = [], []
+    for r in accels:
+        r = int(r)
+        # offsets >= W sample no equispaced line (only the ACS block): the first min(R, W) tell all
+        patterns = [equispaced(w, r, offset, acs) for offset in range(min(r, w))]
+        if r > 1 and any(p.all() for p in patterns):
+            full.append(r)
+        if r > w and acs == 0:
+            empty.append(r)
+    if full:
+        names = ", ".join(mask_key(r) for r in full)
+        why = f"the {acs} ACS lines cover the whole width W = {w}" if acs >= w else \
+            f"the {acs} ACS lines and the equispaced lines cover all W = {w} phase-encode lines for some offsets"
+        raise ConfigError(f"size {h} {w}: masks {names} with {acs} ACS lines would be fully sampled ({why}); "
+                          "use a larger W, fewer ACS lines (--acs) or other accelerations (--accels)")
+    if empty:
+        names = ", ".join(mask_key(r) for r in empty)
+        raise ConfigError(f"size {h} {w}: masks {names} with {acs} ACS lines would sample no phase-encode line for "
+                          f"some offsets (R > W = {w}); use ACS lines (--acs), a larger W or smaller accelerations")
+
+
 def simulate_dataset(out_dir: str | Path, n_subjects: int, cfg: SimConfig = SimConfig(),
                      accels: tuple[int, ...] = (4, 8, 10, 24), overwrite: bool = False,
                      views: tuple[str, ...] | None = None, acs: int | None = None,
@@ -842,6 +882,10 @@ def simulate_dataset(out_dir: str | Path, n_subjects: int, cfg: SimConfig = SimC
 
     Each file holds the fully sampled k-space, maps and target, and masks ``R04`` ... ``R24``
     (equispaced with a random offset plus ``acs`` central lines; one mask per file and R).
+    Accelerations that the size cannot realise are refused before anything is written
+    (:func:`check_accels`): e.g. at W = 8 the default 8 ACS lines cover the whole width, so
+    every mask would be fully sampled under an accelerated name. They are refused rather than
+    dropped, so that a dataset never lacks a mask that was asked for.
     Subjects are split (by subject, not by view) into ``train.txt`` / ``val.txt`` / ``test.txt``.
 
     Args:
@@ -860,6 +904,8 @@ def simulate_dataset(out_dir: str | Path, n_subjects: int, cfg: SimConfig = SimC
 
     Raises:
         OutputExistsError: an output exists and ``overwrite`` is False.
+        ConfigError: bad arguments, or an acceleration whose masks would sample every line
+            (or none) at this size and ACS (:func:`check_accels`).
     """
     if n_subjects < 1:
         raise ConfigError(f"n_subjects must be >= 1, got {n_subjects}")
@@ -870,6 +916,7 @@ def simulate_dataset(out_dir: str | Path, n_subjects: int, cfg: SimConfig = SimC
     out_dir = Path(out_dir)
     width = cfg.size[1]
     n_acs = default_acs(width) if acs is None else int(acs)
+    check_accels(cfg.size, tuple(accels), n_acs)
     plan = [(i, v, out_dir / f"sim{i:04d}_{v}.h5") for i in range(n_subjects) for v in views]
     split_files = [out_dir / f"{s}.txt" for s in ("train", "val", "test")]
     check_writable([p for *_, p in plan] + split_files, overwrite)
