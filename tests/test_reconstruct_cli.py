@@ -198,3 +198,24 @@ def test_method_name_from_checkpoint_cannot_leave_out(tmp_path):
     (paths,) = reconstruct_files([tmp_path / "s0.h5"], tmp_path, tmp_path / "out", rec, "R04", ["h5"], verbose=False)
     assert paths["h5"] == tmp_path / "out" / "s0_escape_R04.h5"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s0.h5"]
+
+
+def test_a_bad_file_after_good_ones_says_their_outputs_are_kept(tmp_path, capsys):
+    import h5py
+
+    from cinerecon.cli import main
+
+    data = tmp_path / "data"
+    for i in range(2):
+        make_file(data / f"a{i}.h5", seed=i)
+    make_file(data / "zz_nan.h5", seed=5)
+    with h5py.File(data / "zz_nan.h5", "r+") as f:
+        k = f["kspace"][...]
+        k[0, 0, 0, 0] = np.nan
+        f["kspace"][...] = k
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(data), "--method", "zero_filled", "--accel", "4", "--out", str(out),
+                 "--formats", "h5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "zz_nan.h5" in err[0] and "the 2 slice(s) before it were written and are kept" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["a0_zero_filled_R04.h5", "a1_zero_filled_R04.h5"]

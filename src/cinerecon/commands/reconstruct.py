@@ -26,7 +26,7 @@ from ..data.export import (DEFAULT_FPS, FORMATS, MIN_MOVIE_SIDE, ReconRecord, ch
                            require_mp4, write_outputs)
 from ..data.sample import CineSample
 from ..data.transforms import parse_mask_key
-from ..errors import ConfigError, DataError, WeightsNotFoundError
+from ..errors import CineReconError, ConfigError, DataError, WeightsNotFoundError
 from ..files import check_writable, inside, safe_name
 from . import check_device
 
@@ -303,14 +303,33 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
             images: dict[int, tuple[torch.Tensor, float]] = {}
             for idx in groups.values():
                 t0 = time.perf_counter()
-                outs = rec.batch([chunk[i][2] for i in idx], batch_size)
+                try:
+                    outs = rec.batch([chunk[i][2] for i in idx], batch_size)
+                except CineReconError as e:  # a method's own message may not know the files
+                    files = ", ".join(str(chunk[i][0]) for i in idx)
+                    if str(chunk[idx[0]][0]) in str(e):
+                        raise
+                    raise type(e)(f"{files}: {e}") from None
                 share = (time.perf_counter() - t0) / len(idx)
                 images.update({i: (o, share) for i, o in zip(idx, outs)})
             for i, (f, stem, sample) in enumerate(chunk):
                 yield f, stem, sample, *images[i]
 
-    written = []
-    for f, stem, sample, image, seconds in results():
+    written: list[dict[str, Path]] = []
+    try:
+        _write_all(results(), written, rec, mask_key, formats, fps, overwrite, scale, verbose)
+    except CineReconError as e:
+        if written:  # say what a rerun has to deal with: the earlier slices' outputs are there
+            raise type(e)(f"{e} (the {len(written)} slice(s) before it were written and are kept: rerun the rest, "
+                          "or everything with --overwrite)") from None
+        raise
+    return written
+
+
+def _write_all(results, written: list, rec, mask_key: str | None, formats, fps, overwrite: bool,  # noqa: ANN001
+               scale: int | None, verbose: bool) -> None:
+    """Write each (file, stem, sample, image, seconds) of ``results``; append each file's paths to ``written``."""
+    for f, stem, sample, image, seconds in results:
         if tuple(image.shape) != tuple(sample.kspace.shape[1:]):
             raise DataError(f"{f}: method {rec.name!r} returned shape {tuple(image.shape)}, expected (T, H, W) = "
                             f"{tuple(sample.kspace.shape[1:])}")
@@ -324,7 +343,6 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
             print(f"{m.name}: {rec.name} ({mask_key or 'as stored'}, R={m.accel:g}) {seconds:.2f} s -> "
                   + ", ".join(str(p) for p in paths.values()))
         written.append(paths)
-    return written
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
