@@ -59,3 +59,17 @@ def atomic_output_overwrite_false(path):
 
     with atomic_output(path, overwrite=False) as tmp:
         tmp.write_text("y")
+
+
+def test_check_can_write_names_a_folder_that_cannot_be_written(tmp_path, monkeypatch):
+    import cinerecon.files as files
+
+    files.check_can_write(tmp_path / "new" / "deeper")  # a folder to be made below a writable one: fine
+    assert not (tmp_path / "new").exists() and not list(tmp_path.iterdir())  # the probe leaves nothing
+
+    def read_only(path):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(files, "_create_temp", read_only)
+    with pytest.raises(ConfigError, match="cannot write to .*out: Read-only file system"):
+        files.check_can_write(tmp_path / "out")

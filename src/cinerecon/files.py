@@ -41,6 +41,26 @@ def check_writable(paths: Iterable[str | Path], overwrite: bool) -> None:
                                 "(--overwrite, or overwrite=True in Python, replaces it)")
 
 
+def check_can_write(folder: str | Path) -> None:
+    """Refuse, before any work, an output folder that cannot be written (read-only file system, permissions).
+
+    Creates and removes a temporary file in ``folder``, or in its nearest existing parent when
+    it does not exist yet (which then must allow creating it).
+
+    Raises:
+        ConfigError: one line naming the folder and the system's reason.
+    """
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        tmp = _create_temp(probe / "write-probe")
+        tmp.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to {folder}: {e.strerror or e}") from None
+
+
 def _create_temp(path: Path) -> Path:
     """Create an empty ``.<name>.<random>.part`` beside ``path`` with mode 0o666 & ~umask."""
     for _ in range(100):

@@ -27,7 +27,7 @@ from ..data.export import (DEFAULT_FPS, FORMATS, MIN_MOVIE_SIDE, ReconRecord, ch
 from ..data.sample import CineSample
 from ..data.transforms import parse_mask_key
 from ..errors import CineReconError, ConfigError, DataError, WeightsNotFoundError
-from ..files import check_writable, inside, safe_name
+from ..files import check_can_write, check_writable, inside, safe_name
 from . import check_device
 
 STORED = "none"
@@ -391,6 +391,7 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} exists and is not a folder")
+    check_can_write(args.out)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     from ..runtime import check_precision, configure_cuda

@@ -37,7 +37,7 @@ import torch
 
 from ..data.transforms import mask_key, parse_mask_key
 from ..errors import ConfigError, DataError, OutputExistsError
-from ..files import atomic_write_text, check_writable, inside, safe_name
+from ..files import atomic_write_text, check_can_write, check_writable, inside, safe_name
 from ..operators import SenseOp
 from .dists import try_load_dists
 from .dynamic import DEFAULT_PERCENTILE, region_metrics
@@ -237,7 +237,8 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
     clashes = [out_dir / n for n in OUTPUT_NAMES if (out_dir / n).exists()]
     if clashes and not overwrite:
         raise OutputExistsError(f"{out_dir} already holds evaluation outputs ({', '.join(p.name for p in clashes)}); "
-                                "pass overwrite=True / --overwrite to replace them")
+                                "--overwrite (overwrite=True in Python) replaces them")
+    check_can_write(out_dir)  # before any metric is computed
     out_dir.mkdir(parents=True, exist_ok=True)  # figures/ appears with the first figure (none with figures=False)
 
 
