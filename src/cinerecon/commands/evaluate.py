@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
                        protocol=args.protocol, dists_weights=args.dists_weights, overwrite=args.overwrite,
                        options=opts)
     print(res.table1_markdown)
+    if not res.dists:
+        print("note: DISTS not computed (no weights configured: --dists-weights PATH or CINERECON_DISTS_WEIGHTS / "
+              "CINERECON_VGG16_WEIGHTS; see cinerecon.evaluate.dists)", file=sys.stderr)
     for note in res.notes:
         print(f"warning: {note}", file=sys.stderr)
     print(f"wrote {len(res.written)} files to {res.out_dir}")

@@ -1,8 +1,8 @@
 """``cinerecon reconstruct INPUT --method M --accel R --out DIR``: reconstruct our HDF5 slices.
 
 Methods are the classical ones (``zero_filled``, ``cg_sense``, ``grappa``, ``lplus_s``)
-or a learned model loaded from ``--checkpoint`` (ours or the authors' CRUNet-MR
-``.pth``). For each input slice the reconstruction is written as our HDF5 record
+or a learned model loaded from ``--checkpoint`` (ours, or the authors' CRUNet-MR, CRNN-MRI
+``crnn_mri_d5_c5.pth`` or PromptMR checkpoint). For each input slice the reconstruction is written as our HDF5 record
 (``recon`` + metadata), NIfTI and an animated GIF (``--formats``) under ``--out``,
 named ``<input stem>_<method>_<mask key>``. Fully sampled inputs need ``--accel``
 (a stored mask such as ``R08``, or ``none`` to reconstruct them fully sampled on
@@ -355,7 +355,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="zero_filled | view_sharing | cg_sense | grappa | lplus_s | a model name (crunet without "
                         "--checkpoint: the shipped model; others with --checkpoint) | model")
     p.add_argument("--checkpoint", type=Path,
-                   help="our checkpoint or the authors' CRUNet-MR .pth (default for --method crunet: the shipped "
+                   help="our checkpoint, or the authors' CRUNet-MR, CRNN-MRI (crnn_mri_d5_c5.pth) or PromptMR "
+                        "checkpoint (default for --method crunet: the shipped "
                         "CRUNet-MR trained on real anatomy, see cinerecon.models.load_pretrained)")
     p.add_argument("--accel", default=NOT_GIVEN,
                    help="stored mask to apply: 4 / R04, 8 / R08, R10, R24, ... ; 'none' for the k-space as "
