@@ -11,6 +11,7 @@ import torch
 
 from ..operators import SenseOp, sampled_mean
 from .scaling import data_scale
+from .zero_filled import check_inputs
 
 
 def share_views(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -40,5 +41,6 @@ def view_sharing(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -
         (B, T, H, W) complex image; ``view_sharing(s * k) == s * view_sharing(k)`` at any
         scale s (:mod:`~cinerecon.classical.scaling`).
     """
+    check_inputs(kspace, mask, maps, "view_sharing")
     scale = data_scale(kspace, mask)
     return SenseOp(maps).reduce(share_views(kspace / scale, mask)) * scale[:, 0]

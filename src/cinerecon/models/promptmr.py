@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 from ..fft import ifft2c
+from ..inputs import check_recon_inputs
 from ..operators import SenseOp, sampled_mean
 from . import register
 from .layers import CAB, GradientStepDC, PromptBlock
@@ -358,8 +359,8 @@ class PromptMR(Unrolled):
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor,
                 sens_maps: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruct; with ``estimate_maps`` the given ``sens_maps`` are ignored."""
-        if kspace.dim() != 5:
-            raise DataError(f"PromptMR expects k-space (B, C, T, H, W), got shape {tuple(kspace.shape)}")
+        check_recon_inputs(kspace, mask, None if self.sens_net is not None else sens_maps, "PromptMR",
+                           maps_optional=self.sens_net is not None)
         kspace, mask, sens_maps, dtype = in_model_precision(self, kspace, mask, sens_maps)
         if self.sens_net is not None:
             sens_maps = self.sens_net(kspace * mask, mask)
@@ -556,14 +557,14 @@ class PromptMROriginal(Unrolled):
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor,
                 sens_maps: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruct every frame; see the class docstring. Returns (B, T, H, W) real."""
-        if kspace.dim() != 5:
-            raise DataError(f"PromptMR expects k-space (B, C, T, H, W), got shape {tuple(kspace.shape)}")
+        check_recon_inputs(kspace, mask, None, "PromptMR (original)", maps_optional=True)
         kspace, mask, _, dtype = in_model_precision(self, kspace, mask, None)
         if dtype is not None:  # the magnitude in the input's real precision
             return self.forward(kspace, mask).to(dtype.to_real())
         b, c, t, h, w = kspace.shape
         m = mask.to(kspace.real.dtype)
-        m = torch.broadcast_to(m.reshape((1,) * (5 - m.dim()) + m.shape), (b, 1, t, m.shape[-2], w))
+        m = m.reshape((1,) * (5 - m.dim()) + m.shape)
+        m = torch.broadcast_to(m, (b, 1, t, m.shape[-2], w))
         k0 = kspace * m
         maps = self.estimate_maps(k0, m)
         idx = (torch.arange(t, device=kspace.device)[:, None]

@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError, DataError
 from ..fft import complex_dtype
+from ..inputs import check_recon_inputs
 from ..classical.cg_sense import cg_sense
 from ..classical.view_sharing import share_views, view_sharing
 from ..operators import SenseOp, hard_dc, soft_dc, unit_norm_maps
@@ -412,6 +413,7 @@ class Unrolled(nn.Module):
         model, and the image is on the scale of S^H F^-1 k as ever); unit-norm maps, as
         ESPIRiT and the simulators give, are used as they are.
         """
+        check_recon_inputs(kspace, mask, sens_maps, type(self).__name__)
         kspace, mask, sens_maps, dtype = in_model_precision(self, kspace, mask, sens_maps)
         sens_maps, scale = unit_norm_maps(sens_maps)
         out = self._forward(kspace, mask, sens_maps) * scale[:, 0]
