@@ -185,3 +185,11 @@ def test_evaluate_dir_refuses_to_write_a_non_finite_metric(tmp_path, protocol):
         evaluate_dir(root, {"zf": zero_filled}, out_dir=out, accels=("R04",), protocol=protocol, options=_options())
     assert "\n" not in str(e.value)
     assert not any((out / n).exists() for n in ("table1.md", "table1.csv", "metrics_per_slice.csv", "dynamic.csv"))
+
+
+@pytest.mark.parametrize("protocol", ["paper", "global"])
+def test_equal_images_score_240_db_not_inf(protocol):
+    """A fully sampled R01 'reconstruction' equals its target: a finite PSNR that evaluate can tabulate."""
+    x = torch.rand(3, 16, 16, dtype=torch.float64) + 0.1
+    m = M.series_metrics(x.to(torch.complex128), x.to(torch.complex128), protocol, with_haarpsi=False)
+    assert float(m.psnr) == pytest.approx(240.0) and float(m.nmse) == 0.0 and float(m.ssim) == pytest.approx(1.0)

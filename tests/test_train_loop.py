@@ -468,3 +468,18 @@ def test_a_refused_or_failed_new_run_leaves_no_folder_and_never_touches_a_run_it
         fit(dataclasses.replace(tiny_cfg(old, epochs=1, **{"model.name": "no_such_model"}), overwrite=True),
             MemoryCine(n=2))
     assert {p.relative_to(old).as_posix(): p.read_bytes() for p in old.rglob("*") if p.is_file()} == before
+
+
+def test_a_killed_overwrite_leaves_its_set_aside_folder_named_not_hidden(tmp_path):
+    """SIGKILL gives no chance to put the previous run back: the next start names the folder that holds it."""
+    out = tmp_path / "run"
+    fit(tiny_cfg(out, epochs=1), MemoryCine(n=2))
+    stranded = out / ".previous-run-abc123"  # as a killed --overwrite leaves it
+    stranded.mkdir()
+    for name in ("best.pt", "last.pt", "metrics.jsonl"):
+        (out / name).rename(stranded / name)
+    for cfg in (tiny_cfg(out, epochs=1), dataclasses.replace(tiny_cfg(out, epochs=2), resume=True),
+                dataclasses.replace(tiny_cfg(out, epochs=1), overwrite=True)):
+        with pytest.raises(OutputExistsError, match=r"\.previous-run-abc123 holds the files of an earlier run"):
+            fit(cfg, MemoryCine(n=2))
+    assert sorted(p.name for p in stranded.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]

@@ -37,9 +37,10 @@ by a common positive factor (1e-20 ... 1e20, float32 or float64) leaves every va
 up to rounding. The low-level functions (:func:`psnr`, :func:`nmse`, :func:`ssim_map`,
 :func:`haarpsi`) do the same with the data range they are given (:func:`nmse`: the target's
 maximum). Where a metric is undefined it is left non-finite rather than made up: an all-zero
-target (data range 0) gives NaN or -inf, a zero target frame an infinite NMSE, and PSNR is
-``inf`` where the images are equal; :func:`cinerecon.evaluate.runner.evaluate_dir` refuses to
-write such values.
+target (data range 0) gives NaN or -inf and a zero target frame an infinite NMSE;
+:func:`cinerecon.evaluate.runner.evaluate_dir` refuses to write such values. Equal images (a
+fully sampled R01 "reconstruction") score 240 dB: the PSNR's error is floored at ``EPS**2`` of
+the squared data range, as in the dynamic regions.
 
 DISTS (:mod:`.dists`) is computed and stored as a distance (0 for identical images), as
 defined by Ding et al.; tables (:mod:`.report`) show 1 - DISTS like the paper. DISTS inputs
@@ -250,12 +251,13 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, dim
         dims: number of trailing axes the error is averaged over.
 
     Returns:
-        Tensor of shape ``x.shape[:-dims]`` (``inf`` where the images are equal; NaN or
-        -inf where R is 0).
+        Tensor of shape ``x.shape[:-dims]`` (240 dB where the images are equal: the error is
+        floored at ``EPS**2`` of the squared range; NaN or -inf where R is 0).
     """
     _check_pair(x, y, dims)
     r = _image_range(data_range, x, dims)
-    return psnr_from_mse(mse(x / r, y / r, dims), 1.0)
+    # the error floor EPS**2 of the squared range: equal images score 240 dB (as the dynamic regions do)
+    return psnr_from_mse(mse(x / r, y / r, dims).clamp_min(EPS**2), 1.0)
 
 
 def nmse(x: torch.Tensor, y: torch.Tensor, dims: int = 2) -> torch.Tensor:

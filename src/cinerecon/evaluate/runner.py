@@ -19,9 +19,8 @@ volumes: each record is the mean of its volume's scored slices (frames and crop 
 :mod:`.metrics` says), as the challenge averages per subject. Volumes come from the slice
 names our ``prepare`` writes (``P001/cine_sax/slice03``).
 
-Every metric written is finite: a value that is not (NaN, or inf: an all-zero target, where
-the metrics are undefined, or a PSNR of ``inf`` for a reconstruction equal to the target)
-stops the run with a :class:`~cinerecon.errors.DataError` naming the slice, method and
+Every metric written is finite: a value that is not (NaN or inf: an all-zero target, where
+the metrics are undefined) stops the run with a :class:`~cinerecon.errors.DataError` naming the slice, method and
 metric, before any table is written.
 """
 
@@ -271,8 +270,7 @@ def _check_finite(values: Mapping[str, float | None], src: Path, slice_name: str
     for metric, v in values.items():
         if v is not None and not math.isfinite(v):
             raise DataError(f"{src}: slice {slice_name!r} at {accel}: method {method!r}: metric {metric} is {v} "
-                            "(undefined for an all-zero target; PSNR is inf where the reconstruction equals the "
-                            "target); no tables written")
+                            "(undefined for an all-zero target); no tables written")
 
 
 def _group_notes(records: list[SliceRecord], alpha: float, unit: str = "slices") -> list[str]:

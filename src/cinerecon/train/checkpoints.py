@@ -409,6 +409,11 @@ def _inference_kwargs(ck: Checkpoint) -> dict:
     return {"checkpoint_cascades": False} if "checkpoint_cascades" in ck.model_kwargs else {}
 
 
+#: Folder (inside a run directory) where ``--overwrite`` keeps the previous run's files until the
+#: new run has saved its first epoch (see :class:`cinerecon.train.loop._RunStart`).
+PREVIOUS_RUN_PREFIX = ".previous-run-"
+
+
 def prepare_run_dir(out: str | Path, resume: bool, overwrite: bool) -> Path:
     """Create or validate a run directory.
 
@@ -420,6 +425,10 @@ def prepare_run_dir(out: str | Path, resume: bool, overwrite: bool) -> Path:
         ConfigError: ``resume`` without ``last.pt``.
     """
     out = Path(out)
+    stranded = sorted(out.glob(f"{PREVIOUS_RUN_PREFIX}*")) if out.is_dir() else []
+    if stranded:  # a run stopped (killed) while --overwrite had the previous run's files set aside
+        raise OutputExistsError(f"{stranded[0]} holds the files of an earlier run that an interrupted --overwrite "
+                                f"set aside: move them back into {out} (or delete that folder) before training there")
     if resume:
         if not (out / "last.pt").is_file():
             raise ConfigError(f"cannot resume: {out / 'last.pt'} does not exist")

@@ -55,7 +55,7 @@ from ..files import atomic_write_text
 from ..models import WEIGHT_FREE_KWARGS
 from ..operators import SenseOp
 from ..runtime import configure_cuda
-from .checkpoints import load_model, prepare_run_dir, read_checkpoint, save_checkpoint, unwrap
+from .checkpoints import PREVIOUS_RUN_PREFIX, load_model, prepare_run_dir, read_checkpoint, save_checkpoint, unwrap
 from .config import ModelConfig, TrainConfig, dump_yaml
 from .data import build_datasets, train_loader, val_loader
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, resolve_device, wrap_model
@@ -237,15 +237,16 @@ class _RunStart:
             return
         names = [n for n in (*RUN_FILES, TB_DIR) if os.path.lexists(self.run / n)] if overwrite else []
         if names:
-            self.folder = Path(tempfile.mkdtemp(prefix=".previous-run-", dir=self.run))
+            self.folder = Path(tempfile.mkdtemp(prefix=PREVIOUS_RUN_PREFIX, dir=self.run))
             for n in names:
                 os.replace(self.run / n, self.folder / n)
         self.claimed = True
 
     def drop(self) -> None:
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder, self.active = None, False  # the run has saved: nothing to undo any more
+        # the run has saved: nothing to undo any more, even if the deletion below is interrupted
+        folder, self.folder, self.active = self.folder, None, False
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def restore(self) -> None:
         if not self.active or not self.run.is_dir():
@@ -467,17 +468,17 @@ def _train_epochs(cfg: TrainConfig, run: Path, model: nn.Module, ema: WeightEMA 
             val = validate(weights, vloader, cfg, device, info) if vloader is not None else None
             val_trained = validate(unwrap(model), vloader, cfg, device, info) \
                 if vloader is not None and ema is not None else None
+            for name, v in (("", val), (" of the trained weights", val_trained)):
+                if v is not None and not v[0] > -math.inf:  # NaN or -inf: the weights give non-finite images
+                    raise DataError(f"validation PSNR{name} is {v[0]} after epoch {epoch + 1}: the model's images "
+                                    "are not finite (diverged training? lower optim.lr or set optim.grad_clip); "
+                                    "nothing of this epoch is saved")
             stop = False
             if cut:  # the run ends with this shortened epoch: it is the last one
                 cfg, stop = _set_epochs(cfg, epoch + 1, scheduler, n_steps if per_step else 1, run, info), True
             elif cfg.time_budget_min is not None:
                 cfg, stop = _fit_budget(cfg, epoch + 1, budget, scheduler, n_steps if per_step else 1, run, info,
                                         done)
-            for name, v in (("", val), (" of the trained weights", val_trained)):
-                if v is not None and not v[0] > -math.inf:  # NaN or -inf: the weights give non-finite images
-                    raise DataError(f"validation PSNR{name} is {v[0]} after epoch {epoch + 1}: the model's images "
-                                    "are not finite (diverged training? lower optim.lr or set optim.grad_clip); "
-                                    "nothing of this epoch is saved")
             result = EpochResult(epoch + 1, lr, *means, *(val if val is not None else (None, None, None)),
                                  val_psnr_trained=None if val_trained is None else val_trained[0])
             score = result.val_psnr if result.val_psnr is not None else -result.loss
