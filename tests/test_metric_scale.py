@@ -9,6 +9,7 @@ with a DataError naming the slice and metric instead of being written as NaN.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -181,10 +182,12 @@ def test_evaluate_dir_refuses_to_write_a_non_finite_metric(tmp_path, protocol):
 
     root = _write(tmp_path / "data", zero=(1,))
     out = tmp_path / "out"
+    opts = dataclasses.replace(_options(), figures=True)  # slice 0 is fine: its figures must not be drawn either
     with pytest.raises(DataError, match=r"slice 's1'.*metric (psnr|ssim|nmse|haarpsi)") as e:
-        evaluate_dir(root, {"zf": zero_filled}, out_dir=out, accels=("R04",), protocol=protocol, options=_options())
+        evaluate_dir(root, {"zf": zero_filled}, out_dir=out, accels=("R04",), protocol=protocol, options=opts)
     assert "\n" not in str(e.value)
     assert not any((out / n).exists() for n in ("table1.md", "table1.csv", "metrics_per_slice.csv", "dynamic.csv"))
+    assert not (out / "figures").exists()
 
 
 @pytest.mark.parametrize("protocol", ["paper", "global"])

@@ -336,6 +336,7 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
     res = EvaluationResult(out_dir, protocol, dists=dists_model is not None, reference=reference,
                            unit="volumes" if volume_of else "slices")
     fig_dir = out_dir / "figures"
+    figures: list[tuple[str, str, torch.Tensor, dict[str, torch.Tensor]]] = []  # (label, accel, target, recons)
     for a_index, accel in enumerate(dict.fromkeys(accel_key(a) for a in accels)):  # R8 and 8 are one group
         per_volume: dict[tuple[str, str], list[SliceRecord]] = {}
         for i, path in enumerate(files):
@@ -368,18 +369,17 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
                 res.dynamic.append(dyn)
                 if i == 0:
                     recons[name] = rec.cpu()
-            if i == 0 and options.figures:
-                label = f"{meta.name} {accel}"
-                res.written.append(plot_reconstructions(target.cpu(), recons,
-                                                        _figure_path(fig_dir, ("recon", accel), overwrite),
-                                                        title=label, cfg=options.figure))
-                res.written.append(plot_xt_profiles(target.cpu(), recons,
-                                                    _figure_path(fig_dir, ("xt", accel), overwrite),
-                                                    options.profile_point, options.profile_axis, label, options.figure))
+            if i == 0 and options.figures:  # drawn once every slice has been scored (nothing before a refusal)
+                figures.append((f"{meta.name} {accel}", accel, target.cpu(), recons))
             if i == 0 and a_index == 0:
                 res.timings = [time_call(fn, k, m, s, cfg=options.timing, name=name, device=dev)
                                for name, fn in methods.items()]
         res.records += _volume_records(per_volume)
+    for label, accel, target, recons in figures:
+        res.written.append(plot_reconstructions(target, recons, _figure_path(fig_dir, ("recon", accel), overwrite),
+                                                title=label, cfg=options.figure))
+        res.written.append(plot_xt_profiles(target, recons, _figure_path(fig_dir, ("xt", accel), overwrite),
+                                            options.profile_point, options.profile_axis, label, options.figure))
     res.notes = _group_notes(res.records, options.alpha, res.unit)
     _write_reports(res, options, overwrite)
     return res
