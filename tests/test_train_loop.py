@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -483,3 +484,35 @@ def test_a_killed_overwrite_leaves_its_set_aside_folder_named_not_hidden(tmp_pat
         with pytest.raises(OutputExistsError, match=r"\.previous-run-abc123 holds the files of an earlier run"):
             fit(cfg, MemoryCine(n=2))
     assert sorted(p.name for p in stranded.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGTERM") or __import__("os").name != "posix",
+                    reason="POSIX signals")
+def test_sigterm_during_an_overwrite_puts_the_previous_run_back(tmp_path):
+    """`kill` / `timeout` / a scheduler's stop during the first epoch of `train --overwrite`: the old run is back."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    simulate = pytest.importorskip("cinerecon.data.simulate")
+    from cinerecon.cli import main
+
+    data, out = tmp_path / "data", tmp_path / "run"
+    simulate.simulate_dataset(data, 3, simulate.SimConfig(frames=4, coils=2, size=(16, 12)), accels=(4,),
+                              split=(0.34, 0.33, 0.33))
+    common = ["train", str(data), "--model", TINY, "--accel", "4", "--out", str(out), "progress=false", "device=cpu"]
+    assert main(common + ["--epochs", "1"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    script = ("import sys, time, test_train_loop\nimport cinerecon.train.loop as L\n"
+              "def slow(*a, **k):\n    print('validating', flush=True); time.sleep(60)\n"
+              "L.validate = slow\nfrom cinerecon.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, *common, "--epochs", "2", "--overwrite"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(Path(__file__).parent), env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    line = proc.stdout.readline()  # the first epoch has trained: the previous run is set aside now
+    assert line.strip() == "validating", proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not list(out.glob(".previous-run-*"))
