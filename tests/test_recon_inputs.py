@@ -79,3 +79,12 @@ def test_boolean_masks_and_good_inputs_pass():
     with torch.no_grad():
         assert torch.isfinite(model(k, m.bool(), s)).all()
     assert np.isfinite(CLASSICAL["view_sharing"](k, m, s).abs().numpy()).all()
+
+
+def test_the_shipped_configuration_sizes_on_the_meta_device():
+    """Shapes without values (to size a model): the per-item weight routing cannot read the mask there."""
+    with torch.device("meta"):
+        model = build_model("crunet", chans=4, cascades=2, initial_image="lplus_s", uncalibrated_weights=True)
+        out = model(torch.zeros(B, C, T, H, W, dtype=torch.complex64), torch.ones(1, 1, 1, 1, W),
+                    torch.zeros(B, C, 1, H, W, dtype=torch.complex64))
+    assert out.shape == (B, T, H, W) and out.device.type == "meta"

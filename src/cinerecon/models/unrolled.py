@@ -385,12 +385,14 @@ class Unrolled(nn.Module):
 
         Always without a second weight set; with one, the items whose mask has a calibration
         block (:func:`calibrated_items`) and every item of a single-frame series (no L+S start).
+        On the meta device (shapes without values, e.g. to size a model) every item goes to the
+        main cascades: the mask cannot be read there.
 
         Args:
             kspace: (B, C, T, H, W).
             mask: real, broadcastable to ``kspace``.
         """
-        if self.uncalibrated_cascades is None or kspace.shape[2] < 2:
+        if self.uncalibrated_cascades is None or kspace.shape[2] < 2 or mask.device.type == "meta":
             return [True] * kspace.shape[0]
         return calibrated_items(mask, kspace)
 
