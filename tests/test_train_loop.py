@@ -516,3 +516,33 @@ def test_sigterm_during_an_overwrite_puts_the_previous_run_back(tmp_path):
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert not list(out.glob(".previous-run-*"))
+
+
+def test_the_sigterm_handler_lives_only_as_long_as_the_run(tmp_path):
+    import signal
+
+    from cinerecon.train import stop
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with stop.on_sigterm():
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        stop.check()  # nothing requested: no stop
+        stop._REQUESTED.set()  # as a handler whose exception a callback swallowed leaves it
+        with pytest.raises(SystemExit) as e:
+            stop.check()
+        assert e.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and not stop._REQUESTED.is_set()
+
+
+def test_an_undeletable_previous_run_never_blocks_a_later_resume(tmp_path, monkeypatch):
+    """If deleting the set-aside folder fails after the first save, what is left is not taken for a stranded run."""
+    import cinerecon.train.loop as loop
+
+    out = tmp_path / "run"
+    fit(tiny_cfg(out, epochs=1), MemoryCine(n=2))
+    monkeypatch.setattr(loop.shutil, "rmtree", lambda *a, **k: None)  # e.g. NFS keeps an open file
+    fit(dataclasses.replace(tiny_cfg(out, epochs=1), overwrite=True), MemoryCine(n=2))
+    monkeypatch.undo()
+    assert not list(out.glob(".previous-run-*")) and len(list(out.glob(".discarded-run-*"))) == 1
+    fit(dataclasses.replace(tiny_cfg(out, epochs=2), resume=True), MemoryCine(n=2))
+    assert read_checkpoint(out / "last.pt").epoch == 2

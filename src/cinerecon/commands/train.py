@@ -150,10 +150,6 @@ def resolve(args: argparse.Namespace):
     return with_overrides(cfg, overrides) if overrides else cfg
 
 
-def _terminated(signum: int, frame) -> None:  # noqa: ANN001 - signal handler
-    raise SystemExit(128 + signum)
-
-
 def run(args: argparse.Namespace) -> int:
     """Train and print the run directory.
 
@@ -161,15 +157,12 @@ def run(args: argparse.Namespace) -> int:
     so a run stopped before saving its first epoch puts a previous run's files back (``--overwrite``)
     instead of leaving them set aside.
     """
-    import signal
-    import threading
-
     from ..train.loop import fit
+    from ..train.stop import on_sigterm
 
     cfg = resolve(args)
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminated)
-    run_dir = fit(cfg)
+    with on_sigterm():
+        run_dir = fit(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
         print(f"run directory: {run_dir} (best.pt, last.pt, config.yaml, metrics.jsonl, tb/)")
     return 0

@@ -221,8 +221,10 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
     lplus_s_where_calibrated = lplus_s_where_calibrated and kspace.shape[2] >= 2  # L+S needs 2 frames
     if not lplus_s_where_calibrated:
         use_lplus_s = [False] * b
-    else:
-        use_lplus_s = calibrated if calibrated is not None else calibrated_items(mask, kspace)
+    elif calibrated is not None:
+        use_lplus_s = calibrated
+    else:  # on the meta device (shapes only) the mask cannot be read: L+S for every item
+        use_lplus_s = [True] * b if mask.device.type == "meta" else calibrated_items(mask, kspace)
 
     def sense(k: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return cg_sense(k, m, s, prior=view_sharing(k, m, s))

@@ -412,6 +412,8 @@ def _inference_kwargs(ck: Checkpoint) -> dict:
 #: Folder (inside a run directory) where ``--overwrite`` keeps the previous run's files until the
 #: new run has saved its first epoch (see :class:`cinerecon.train.loop._RunStart`).
 PREVIOUS_RUN_PREFIX = ".previous-run-"
+#: What that folder is renamed to before it is deleted, once the new run has saved.
+DISCARDED_RUN_PREFIX = ".discarded-run-"
 
 
 def prepare_run_dir(out: str | Path, resume: bool, overwrite: bool) -> Path:

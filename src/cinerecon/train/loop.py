@@ -55,11 +55,12 @@ from ..files import atomic_write_text
 from ..models import WEIGHT_FREE_KWARGS
 from ..operators import SenseOp
 from ..runtime import configure_cuda
-from .checkpoints import PREVIOUS_RUN_PREFIX, load_model, prepare_run_dir, read_checkpoint, save_checkpoint, unwrap
+from .checkpoints import DISCARDED_RUN_PREFIX, PREVIOUS_RUN_PREFIX, load_model, prepare_run_dir, read_checkpoint, save_checkpoint, unwrap
 from .config import ModelConfig, TrainConfig, dump_yaml
 from .data import build_datasets, train_loader, val_loader
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, resolve_device, wrap_model
 from .ema import WeightEMA
+from .stop import check as stop_requested
 from .losses import LossTerms, reconstruction_loss
 from .schedule import make_scheduler, warmup_cosine
 
@@ -193,6 +194,7 @@ def validate(model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.devi
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     for batch in loader:
+        stop_requested()
         batch = batch.to(device)
         target = _require_target(batch)
         pred = _forward(model, batch, cfg.amp, device)
@@ -246,7 +248,14 @@ class _RunStart:
         # the run has saved: nothing to undo any more, even if the deletion below is interrupted
         folder, self.folder, self.active = self.folder, None, False
         if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+            # renamed first, so that what a failed or interrupted deletion leaves is never taken for
+            # a set-aside previous run (which the next start would refuse to train over)
+            gone = folder.with_name(DISCARDED_RUN_PREFIX + folder.name[len(PREVIOUS_RUN_PREFIX):])
+            os.replace(folder, gone)
+            shutil.rmtree(gone, ignore_errors=True)
+            if gone.exists():
+                print(f"train: could not delete the previous run's files in {gone}; delete that folder",
+                      file=sys.stderr)
 
     def restore(self) -> None:
         if not self.active or not self.run.is_dir():
@@ -433,6 +442,7 @@ def _train_epochs(cfg: TrainConfig, run: Path, model: nn.Module, ema: WeightEMA 
                 if ema is not None:
                     ema.update(unwrap(model))
                 step += 1
+                stop_requested()  # a SIGTERM whose exception a callback swallowed ends the run here
                 lr = optimizer.param_groups[0]["lr"]
                 if per_step:
                     scheduler.step()
