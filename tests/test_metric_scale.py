@@ -19,9 +19,10 @@ import torch
 from cinerecon.errors import DataError
 from cinerecon.evaluate import metrics as M
 from cinerecon.evaluate.dynamic import region_metrics
+from test_evaluate_cli import W, zero_filled
+from test_evaluate_cli import _sample as _slice
 
 SCALES = (1e-20, 1e-17, 1e-15, 1e-12, 1e-9, 1e-8, 1e12, 1e15, 1e20)
-T, H, W, C = 4, 20, 18, 3
 
 
 def _noisy_pair(dtype=torch.complex64, seed=0, t=4, h=48, w=40):
@@ -113,28 +114,13 @@ def test_an_all_zero_target_gives_non_finite_metrics_not_made_up_numbers():
 # ---------------------------------------------------------------- evaluate_dir
 
 
-def zero_filled(kspace, mask, maps):
-    from cinerecon.operators import SenseOp
-
-    return SenseOp(maps, mask).adjoint(kspace)
-
-
 def _sample(seed, view, scale=1.0, zero_target=False):
-    from cinerecon.data.sample import CineSample, SampleMeta
-    from cinerecon.operators import SenseOp
+    """test_evaluate_cli's slice, its k-space and target times ``scale`` (target zeroed on request)."""
+    from cinerecon.data.sample import CineSample
 
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing="ij")
-    r = torch.linspace(0.3, 0.5, T)[:, None, None]
-    img = (xx**2 + yy**2 < r**2).float() + 0.3 + 0.05 * torch.rand(T, H, W, generator=g)
-    target = (img * torch.exp(1j * 0.3 * xx)).to(torch.complex64)
-    maps = torch.randn(C, 1, H, W, dtype=torch.complex64, generator=g)
-    maps = maps / (maps.abs() ** 2).sum(0, keepdim=True).sqrt()
-    kspace = SenseOp(maps[None]).expand(target[None])[0]
-    if zero_target:
-        target = torch.zeros_like(target)
-    return CineSample(scale * kspace, torch.ones(1, 1, 1, W), maps, scale * target,
-                      SampleMeta(name=f"s{seed}", view=view))
+    s = _slice(seed, view)
+    target = torch.zeros_like(s.target) if zero_target else s.target
+    return CineSample(scale * s.kspace, s.mask, s.maps, scale * target, s.meta)
 
 
 def _write(root, scale=1.0, zero=()):

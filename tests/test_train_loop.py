@@ -409,10 +409,10 @@ def test_bad_numbers_in_the_config_are_refused(override):
 def test_every_model_resolves_its_builder_defaults(name, default, other):
     """A model's own defaults written out are the same architecture as {} (--init / --resume must accept
     them); a real change is still found."""
-    from cinerecon.train.loop import _architecture_change
+    from cinerecon.models import architecture_change
 
-    assert _architecture_change(name, {}, default, keys=default) is None
-    change = _architecture_change(name, {}, other, keys=other)
+    assert architecture_change(name, {}, default, keys=default) is None
+    change = architecture_change(name, {}, other, keys=other)
     assert change is not None and change[1] != change[2]
 
 

@@ -293,9 +293,9 @@ def _own_outputs(out: Path) -> list[Path]:
     data, run = out / DATA_DIR, out / RUN_DIR
     for folder, ok in ((data, lambda p: re.fullmatch(r"sim\d{4}_[a-z]+\.h5|(train|val|test)\.txt", p.name)),
                        (run, lambda p: p.name in (*RUN_FILES, TB_DIR))):
-        for link in (folder,) if folder.is_symlink() else ():
-            mine.append(link)  # a link where the demo makes its folder: the link goes, never what it points to
-        if folder.is_dir() and not folder.is_symlink():
+        if folder.is_symlink():  # a link where the demo makes its folder: the link goes, never what it points to
+            mine.append(folder)
+        elif folder.is_dir():
             mine += [p for p in sorted(folder.iterdir()) if ok(p)]
     return [p for p in mine if os.path.lexists(p)]
 

@@ -1,6 +1,7 @@
 """Zero-filled reconstruction: the SENSE adjoint A^H y = S^H F^-1 (M y).
 
-Also holds :func:`check_inputs`, the shape check shared by the classical methods.
+Also holds ``check_inputs``, the input check of the classical methods
+(:func:`cinerecon.inputs.check_recon_inputs`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,8 @@ from ..operators import SenseOp
 from .scaling import data_scale
 
 
-def check_inputs(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, method: str) -> None:
-    """Validate (kspace, mask, maps) of a classical reconstruction (:func:`cinerecon.inputs.check_recon_inputs`).
-
-    Raises:
-        DataError: naming the method, the offending tensor and its shape.
-    """
-    check_recon_inputs(kspace, mask, maps, method)
+#: The input check of the classical methods: the one every model uses too.
+check_inputs = check_recon_inputs
 
 
 def zero_filled(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

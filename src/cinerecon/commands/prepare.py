@@ -162,7 +162,8 @@ def update_split_lists(dst: Path, entries: dict[str, list[Path]]) -> dict[str, P
         for e in gone:
             del listed[e]
         for f in files:
-            listed.setdefault(f.relative_to(dst).as_posix(), f.relative_to(dst).as_posix())
+            entry = f.relative_to(dst).as_posix()
+            listed.setdefault(entry, entry)
         text = "".join(f"{c}\n" for c in comments) + "".join(f"{listed[e]}\n" for e in sorted(listed))
         atomic_write_text(p, text)
         out[split] = p

@@ -306,10 +306,9 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
                 try:
                     outs = rec.batch([chunk[i][2] for i in idx], batch_size)
                 except CineReconError as e:  # a method's own message may not know the files
-                    files = ", ".join(str(chunk[i][0]) for i in idx)
-                    if str(chunk[idx[0]][0]) in str(e):
+                    if any(str(chunk[i][0]) in str(e) for i in idx):
                         raise
-                    raise type(e)(f"{files}: {e}") from None
+                    raise type(e)(", ".join(str(chunk[i][0]) for i in idx) + f": {e}") from None
                 share = (time.perf_counter() - t0) / len(idx)
                 images.update({i: (o, share) for i, o in zip(idx, outs)})
             for i, (f, stem, sample) in enumerate(chunk):
@@ -317,32 +316,26 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
 
     written: list[dict[str, Path]] = []
     try:
-        _write_all(results(), written, rec, mask_key, formats, fps, overwrite, scale, verbose)
+        for f, stem, sample, image, seconds in results():
+            if tuple(image.shape) != tuple(sample.kspace.shape[1:]):
+                raise DataError(f"{f}: method {rec.name!r} returned shape {tuple(image.shape)}, expected (T, H, W) = "
+                                f"{tuple(sample.kspace.shape[1:])}")
+            m = sample.meta
+            record = ReconRecord(image, name=m.name, method=rec.name, source=str(f), mask_key=mask_key or "",
+                                 accel=float(m.accel), acs=int(m.acs), checkpoint=rec.checkpoint, seconds=seconds,
+                                 view=m.view, pixel_spacing=m.pixel_spacing, frame_times_ms=m.frame_times_ms,
+                                 geometry=m.geometry)
+            paths = write_outputs(stem, record, formats, fps=fps, overwrite=overwrite, scale=scale)
+            if verbose:
+                print(f"{m.name}: {rec.name} ({mask_key or 'as stored'}, R={m.accel:g}) {seconds:.2f} s -> "
+                      + ", ".join(str(p) for p in paths.values()))
+            written.append(paths)
     except CineReconError as e:
         if written:  # say what a rerun has to deal with: the earlier slices' outputs are there
             raise type(e)(f"{e} (the {len(written)} slice(s) before it were written and are kept: rerun the rest, "
                           "or everything with --overwrite)") from None
         raise
     return written
-
-
-def _write_all(results, written: list, rec, mask_key: str | None, formats, fps, overwrite: bool,  # noqa: ANN001
-               scale: int | None, verbose: bool) -> None:
-    """Write each (file, stem, sample, image, seconds) of ``results``; append each file's paths to ``written``."""
-    for f, stem, sample, image, seconds in results:
-        if tuple(image.shape) != tuple(sample.kspace.shape[1:]):
-            raise DataError(f"{f}: method {rec.name!r} returned shape {tuple(image.shape)}, expected (T, H, W) = "
-                            f"{tuple(sample.kspace.shape[1:])}")
-        m = sample.meta
-        record = ReconRecord(image, name=m.name, method=rec.name, source=str(f), mask_key=mask_key or "",
-                             accel=float(m.accel), acs=int(m.acs), checkpoint=rec.checkpoint, seconds=seconds,
-                             view=m.view, pixel_spacing=m.pixel_spacing, frame_times_ms=m.frame_times_ms,
-                             geometry=m.geometry)
-        paths = write_outputs(stem, record, formats, fps=fps, overwrite=overwrite, scale=scale)
-        if verbose:
-            print(f"{m.name}: {rec.name} ({mask_key or 'as stored'}, R={m.accel:g}) {seconds:.2f} s -> "
-                  + ", ".join(str(p) for p in paths.values()))
-        written.append(paths)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ modules are imported here so that ``MODELS`` is complete after ``import cinereco
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch.nn as nn
 
@@ -81,6 +81,18 @@ def full_kwargs(name: str, kwargs: dict) -> dict:
         params = inspect.signature(MODELS[name]).parameters.values()
         resolved = {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **kwargs}
     return {k: plain(v) for k, v in resolved.items()}
+
+
+def architecture_change(name: str, stored: dict, asked: dict, keys: Any = None,
+                        free: tuple[str, ...] = WEIGHT_FREE_KWARGS) -> tuple[str, Any, Any] | None:
+    """The first key of ``keys`` (default: all) whose value differs between two kwargs of model ``name``
+    once :func:`full_kwargs` fills both in, with both values (None: one architecture); keys in ``free``
+    never count, and a ``preset`` among ``keys`` stands for all the fields it sets."""
+    a, b = full_kwargs(name, stored), full_kwargs(name, asked)
+    if keys is None or ("preset" in keys and "preset" not in b):
+        keys = set(a) | set(b)
+    k = next((k for k in sorted(keys) if k not in free and a.get(k) != b.get(k)), None)
+    return None if k is None else (k, a.get(k), b.get(k))
 
 
 def load_pretrained(name: str = "crunet", device: str = "cpu") -> nn.Module:

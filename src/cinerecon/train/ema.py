@@ -5,9 +5,10 @@ average towards the trained model's::
 
     ema <- d * ema + (1 - d) * w,    d = min(decay, (1 + n) / (10 + n))
 
-where n counts the updates before this one; a tensor shared by several layers is averaged once. The warm-up term keeps the first, barely trained
-weights from dominating short runs (after 1,000 updates d is 0.991, so a run of a few thousand
-steps averages over its last few hundred). Integer buffers are copied. The average is what a
+where n counts the updates before this one; a tensor shared by several layers is averaged
+once. The warm-up term keeps the first, barely trained weights from dominating short runs
+(after 1,000 updates d is 0.991, so a run of a few thousand steps averages over its last few
+hundred). Integer buffers are copied. The average is what a
 run validates and saves as its weights when ``optim.ema_decay`` is set (see
 :mod:`cinerecon.train.loop`); the trained weights travel beside it in ``last.pt`` for resuming.
 :func:`trained_weights` writes them as a checkpoint of their own (to compare, or to use them)::

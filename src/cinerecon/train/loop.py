@@ -32,8 +32,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -52,10 +52,11 @@ from tqdm import tqdm
 from ..data.sample import CineBatch
 from ..errors import ConfigError, DataError
 from ..files import atomic_write_text
-from ..models import WEIGHT_FREE_KWARGS
+from ..models import WEIGHT_FREE_KWARGS, architecture_change
 from ..operators import SenseOp
 from ..runtime import configure_cuda
-from .checkpoints import DISCARDED_RUN_PREFIX, PREVIOUS_RUN_PREFIX, load_model, prepare_run_dir, read_checkpoint, save_checkpoint, unwrap
+from .checkpoints import (DISCARDED_RUN_PREFIX, PREVIOUS_RUN_PREFIX, load_model, prepare_run_dir, read_checkpoint,
+                          save_checkpoint, unwrap)
 from .config import ModelConfig, TrainConfig, dump_yaml
 from .data import build_datasets, train_loader, val_loader
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, resolve_device, wrap_model
@@ -119,27 +120,13 @@ def saved_config(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, overwrite=False, resume=False)
 
 
-def _architecture_change(name: str, stored: dict, asked: dict, keys: Any = None,
-                         free: tuple[str, ...] = WEIGHT_FREE_KWARGS) -> tuple[str, Any, Any] | None:
-    """The first key of ``keys`` (default: all) whose value differs between two kwargs of model ``name``
-    once the builder's defaults fill both in, with both values; keys in ``free`` never count."""
-    from ..models import full_kwargs
-
-    a, b = full_kwargs(name, stored), full_kwargs(name, asked)
-    if keys is None or ("preset" in keys and "preset" not in b):  # a preset stands for all its fields
-        keys = set(a) | set(b)
-    keys = sorted(keys)
-    k = next((k for k in keys if k not in free and a.get(k) != b.get(k)), None)
-    return None if k is None else (k, a.get(k), b.get(k))
-
-
 def _check_init_architecture(cfg: TrainConfig, name: str, kwargs: dict) -> None:
     """Refuse a config that asks for another model than the ``init`` checkpoint holds (it would be ignored)."""
     asked = cfg.model
     if asked.name != name and asked != ModelConfig():  # a model named on purpose (not the default)
         raise ConfigError(f"--init {cfg.init} holds model {name!r}; the config asks for {asked.name!r} (drop --model "
                           "or model.name: the checkpoint's architecture is used)")
-    change = _architecture_change(name, kwargs, asked.kwargs, keys=asked.kwargs) if asked.kwargs else None
+    change = architecture_change(name, kwargs, asked.kwargs, keys=asked.kwargs) if asked.kwargs else None
     if change is not None:
         k, have, want = change
         raise ConfigError(f"--init {cfg.init} holds {name} with {k}={have!r}; the config asks for "
@@ -340,7 +327,7 @@ def _start(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None,
     if resume_ck is not None and resume_ck.model_name != cfg.model.name:
         raise ConfigError(f"{run / 'last.pt'} holds model {resume_ck.model_name!r}, the config asks for "
                           f"{cfg.model.name!r}")
-    change = None if resume_ck is None else _architecture_change(
+    change = None if resume_ck is None else architecture_change(
         resume_ck.model_name, resume_ck.model_kwargs, cfg.model.kwargs, free=("checkpoint_cascades",))
     if change is not None:
         k, have, want = change

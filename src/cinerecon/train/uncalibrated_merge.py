@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..files import check_writable
-from ..models import WEIGHT_FREE_KWARGS, full_kwargs
+from ..models import architecture_change, full_kwargs
 from .checkpoints import Checkpoint, atomic_torch_save, build_from_checkpoint, read_checkpoint, run_checkpoint_tool
 
 PREFIX, SECOND = "cascades.", "uncalibrated_cascades."
@@ -49,13 +49,11 @@ def merge_uncalibrated(main: str | Path, kt: str | Path, out: str | Path, overwr
     for path, ck in ((main, a), (kt, b)):
         if ck.model_kwargs.get("uncalibrated_weights"):
             raise DataError(f"{path}: already holds uncalibrated weights")
-    fa, fb = full_kwargs(a.model_name, a.model_kwargs), full_kwargs(b.model_name, b.model_kwargs)  # defaults filled in
-    same = {k: v for k, v in fa.items() if k not in WEIGHT_FREE_KWARGS}
-    other = {k: v for k, v in fb.items() if k not in WEIGHT_FREE_KWARGS}
-    if a.model_name != b.model_name or same != other:
+    if a.model_name != b.model_name or architecture_change(a.model_name, a.model_kwargs, b.model_kwargs):
         raise DataError(f"{main} and {kt}: different models ({a.model_name} {a.model_kwargs} vs {b.model_name} "
                         f"{b.model_kwargs})")
-    ia, ib = fa.get("initial_image"), fb.get("initial_image")
+    ia = full_kwargs(a.model_name, a.model_kwargs).get("initial_image")
+    ib = full_kwargs(b.model_name, b.model_kwargs).get("initial_image")
     if ia != ib and {ia, ib} != {"lplus_s", "lplus_s_kt"}:
         raise DataError(f"{main} (initial image {ia!r}) and {kt} ({ib!r}): calibrated items would not start "
                         "from the image the main weights were trained with")
