@@ -4,7 +4,9 @@ On held-out real series (default: the shipped model's held-out dev series), one 
 at a time is moved away from the benchmark of ``real_anatomy.py`` (128 x 128, 10 coils,
 35 dB, R = 8 with 24 ACS lines, true maps): non-square, odd and larger matrices, 4 and 20 coils,
 25 and 45 dB noise, 16 ACS lines (CMRxRecon2024), R = 10 with 16 ACS lines, maps that are not
-unit-norm, k-space in other units (x 1e4, x 1e-4). CG-SENSE, L+S
+unit-norm, k-space in other units (x 1e4, x 1e-4), R = 4 and 24, compact surface-loop arrays
+(strong unfolding) instead of birdcage maps, and random variable-density lines drawn anew in
+every frame (k-t sampling like CMRxRecon2024's, a mask kind absent from training). CG-SENSE, L+S
 and the shipped model (or ``--checkpoint``) are scored with the global protocol (PSNR, SSIM
 on magnitudes). The model was trained on 64 x 64 crops of 12 frames, 8-16 coils, 25-42 dB.
 
@@ -15,15 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cinerecon.classical import CLASSICAL
 from cinerecon.data.realistic import find_series, load_series
-from cinerecon.data.simulate import real_cine_to_sample
+from cinerecon.data.coil_geometry import surface_array_maps
+from cinerecon.data.sample import CineSample
+from cinerecon.data.simulate import image_to_sample, noise_sigma, real_cine_to_sample
 from cinerecon.errors import CineReconError
 from cinerecon.evaluate.metrics import series_metrics
 from cinerecon.masks import MaskSpec, make_mask
@@ -41,6 +47,8 @@ class Condition:
     acs: int = 24
     maps_scale: float = 1.0  # maps handed to the methods are this times the unit-norm true maps
     data_scale: float = 1.0  # k-space (and so the target) times this: the scanner's arbitrary units
+    geometry: str = "birdcage"  # or "surface": anterior / posterior loop arrays (strong unfolding)
+    mask_kind: str = "equispaced_acs"  # a cinerecon.masks kind; "random_acs" draws new lines every frame
 
 
 CONDITIONS = (
@@ -58,6 +66,13 @@ CONDITIONS = (
     Condition("maps x 0.5 (not unit-norm)", maps_scale=0.5),
     Condition("k-space x 1e4", data_scale=1e4),
     Condition("k-space x 1e-4", data_scale=1e-4),
+    Condition("R = 4", accel=4),
+    Condition("R = 24", accel=24),
+    Condition("surface arrays", geometry="surface"),
+    Condition("surface arrays, R = 10", geometry="surface", accel=10),
+    Condition("k-t random lines, 24 ACS", mask_kind="random_acs"),
+    Condition("k-t random lines, 16 ACS", mask_kind="random_acs", acs=16),
+    Condition("k-t random lines, R = 10, 16 ACS", mask_kind="random_acs", accel=10, acs=16),
 )
 METHODS = ("cg_sense", "lplus_s", "crunet")
 
@@ -75,6 +90,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def make_sample(path: Path, cond: Condition, seed: int, frames: int) -> CineSample:
+    """The series as multi-coil k-space under ``cond`` (birdcage maps, or surface arrays)."""
+    kw = dict(coils=cond.coils, seed=seed, size=cond.size, n_frames=frames)
+    if cond.geometry == "birdcage":
+        return real_cine_to_sample(path, snr_db=cond.snr_db, **kw)
+    clean = real_cine_to_sample(path, snr_db=math.inf, **kw)  # target = the noise-free complex image
+    rng = np.random.default_rng([seed, 7])
+    maps = surface_array_maps(cond.coils, cond.size, rng)
+    image = clean.target.numpy()
+    return image_to_sample(image, maps, noise_sigma(image, cond.snr_db), rng, clean.meta)
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     from cinerecon.models import load_pretrained
     from cinerecon.train.checkpoints import load_model
@@ -85,10 +112,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     for i, path in enumerate(files):
         t0 = load_series(path).shape[0]
         for cond in CONDITIONS:
-            sample = real_cine_to_sample(path, coils=cond.coils, snr_db=cond.snr_db, seed=args.seed + i,
-                                         size=cond.size, n_frames=min(args.frames, t0))
+            sample = make_sample(path, cond, args.seed + i, min(args.frames, t0))
             t, w = sample.target.shape[0], sample.target.shape[-1]
-            mask = make_mask(MaskSpec("equispaced_acs", cond.accel, cond.acs), t, w, seed=args.seed * 1000 + i)
+            mask = make_mask(MaskSpec(cond.mask_kind, cond.accel, cond.acs), t, w, seed=args.seed * 1000 + i)
             kb, mb, sb = (cond.data_scale * sample.kspace * mask)[None], mask[None], cond.maps_scale * sample.maps[None]
             # S^H F^-1 k of the full data with the maps and scale given
             target = cond.data_scale * cond.maps_scale * sample.target
