@@ -169,11 +169,11 @@ def figure(target: torch.Tensor, recons: dict[str, torch.Tensor], path: Path, ti
     fig, ax = plt.subplots(3, len(cols), figsize=(1.9 * len(cols), 6.0))
     for c, name in enumerate(cols):
         x = y if name == "target" else recons[name].abs()
-        ax[0, c].imshow(x[t], cmap="gray", vmin=0, vmax=vmax)
+        ax[0, c].imshow(x[t].numpy(), cmap="gray", vmin=0, vmax=vmax)
         ax[0, c].set_title(LABELS.get(name, name), fontsize=8)
         if name != "target":
-            ax[1, c].imshow((x[t] - y[t]).abs() * 4, cmap="gray", vmin=0, vmax=vmax)
-        ax[2, c].imshow(x[:, row, :], cmap="gray", vmin=0, vmax=vmax, aspect="auto")
+            ax[1, c].imshow(((x[t] - y[t]).abs() * 4).numpy(), cmap="gray", vmin=0, vmax=vmax)
+        ax[2, c].imshow(x[:, row, :].numpy(), cmap="gray", vmin=0, vmax=vmax, aspect="auto")
     ax[1, 0].text(0.5, 0.5, "|error| x4", ha="center", va="center", fontsize=8)
     ax[2, 0].set_ylabel(f"x-t, row {row}", fontsize=7)
     for a in ax.ravel():
