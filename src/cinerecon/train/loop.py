@@ -391,15 +391,48 @@ def _start(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None,
     if info.is_main:
         atomic_write_text(run / "config.yaml", dump_yaml(saved_config(cfg)), fsync=True)
     _announce(cfg, model, train_set, val_set, loader, device, info, step_s, budget)
-    return _train_epochs(cfg, run, model, ema, optimizer, scheduler, loader, sampler, vloader, train_set,
-                         budget, start_epoch, step, best, device, info, start)
+    return _train_epochs(_Training(cfg, run, model, ema, optimizer, scheduler, loader, sampler, vloader, train_set,
+                                   budget, device, info, start), start_epoch, step, best)
 
 
-def _train_epochs(cfg: TrainConfig, run: Path, model: nn.Module, ema: WeightEMA | None, optimizer: Any,
-                  scheduler: Any, loader: Any, sampler: Any, vloader: Any, train_set: Dataset, budget: "_Budget",
-                  start_epoch: int, step: int, best: float | None, device: torch.device, info: DistInfo,
-                  start: _RunStart) -> Path:
-    """The epochs of :func:`fit` (see there); ``start`` is dropped once the first epoch is saved."""
+@dataclass
+class _Training:
+    """What :func:`_start` builds for the epochs of a run.
+
+    Attributes:
+        cfg: the resolved config (its ``epochs`` may be refitted by the time budget).
+        run: the run directory.
+        model: the trained model (DDP-unwrapped); ``ema`` its moving average, or None.
+        optimizer, scheduler: AdamW and its learning-rate schedule.
+        loader, sampler, vloader: training loader and its sampler; validation loader or None.
+        train_set: the training dataset (``set_epoch`` called when it has one).
+        budget: the time budget's clock.
+        device, info: where the run computes; its process group.
+        start: the previous run set aside by ``--overwrite``, dropped once the first epoch is saved.
+    """
+
+    cfg: TrainConfig
+    run: Path
+    model: nn.Module
+    ema: WeightEMA | None
+    optimizer: Any
+    scheduler: Any
+    loader: Any
+    sampler: Any
+    vloader: Any
+    train_set: Dataset
+    budget: "_Budget"
+    device: torch.device
+    info: DistInfo
+    start: _RunStart
+
+
+def _train_epochs(t: _Training, start_epoch: int, step: int, best: float | None) -> Path:
+    """The epochs of :func:`fit` (see there), from ``start_epoch`` with ``step`` steps done and the
+    best score ``best`` so far."""
+    cfg, run, model, ema, optimizer, scheduler = t.cfg, t.run, t.model, t.ema, t.optimizer, t.scheduler
+    loader, sampler, vloader, train_set, budget = t.loader, t.sampler, t.vloader, t.train_set, t.budget
+    device, info, start = t.device, t.info, t.start
     per_step = cfg.optim.schedule_per == "step"
     n_steps = len(loader)
     ddp_model = wrap_model(model, info, device)
