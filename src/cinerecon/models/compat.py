@@ -455,8 +455,10 @@ def to_authors_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             raise ConfigError(f"{type(model).__name__}: several different tensors map to {fk!r} "
                               "(e.g. unshared CRNN cascades; the authors' layout holds one copy)")
         out[fk] = v
+    like = next(model.parameters(), None)  # the idle weights live where the model's weights do
+    like = like if like is not None else next(iter(out.values()))
     for k, shape in _idle_weights(model).items():  # the authors' model has them; they multiply zeros
-        out[layout.to_file(k)] = torch.zeros(shape, dtype=next(iter(out.values())).dtype)
+        out[layout.to_file(k)] = torch.zeros(shape, dtype=like.dtype, device=like.device)
     return out
 
 
