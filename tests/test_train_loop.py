@@ -253,6 +253,12 @@ def test_cli_guards_runs_against_saved_configs_and_changed_architectures(tmp_pat
     # the same kwargs as the checkpoint (or only the free ones) are fine
     assert main(["train", str(data), "--init", str(run / "best.pt"), "--epochs", "1", "--out", str(tmp_path / "ok"),
                  "--accel", "4", "model.kwargs.chans=2", "model.kwargs.initial_image=view_sharing"] + common) == 0
+    # ... and a free option changed from the checkpoint's is said, once, with both values
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "initial_image" in ln]
+    assert len(err) == 1 and "'view_sharing'" in err[0] and "'zero_filled'" in err[0] and "--init" in err[0]
+    assert main(["train", str(data), "--init", str(run / "best.pt"), "--epochs", "1", "--out", str(tmp_path / "ok2"),
+                 "--accel", "4", "model.kwargs.initial_image=zero_filled"] + common) == 0
+    assert "initial_image" not in capsys.readouterr().err  # the same value: nothing to say
 
 
 def test_cli_refuses_explicit_default_model_against_another_init(tmp_path, capsys):

@@ -52,7 +52,7 @@ from tqdm import tqdm
 from ..data.sample import CineBatch
 from ..errors import ConfigError, DataError
 from ..files import atomic_write_text
-from ..models import WEIGHT_FREE_KWARGS, architecture_change
+from ..models import WEIGHT_FREE_KWARGS, architecture_change, full_kwargs
 from ..operators import SenseOp
 from ..runtime import configure_cuda
 from .checkpoints import (DISCARDED_RUN_PREFIX, PREVIOUS_RUN_PREFIX, load_model, prepare_run_dir, read_checkpoint,
@@ -133,8 +133,13 @@ def _check_init_architecture(cfg: TrainConfig, name: str, kwargs: dict) -> None:
                           f"model.kwargs.{k}={want!r} (the checkpoint's architecture is used: drop the override)")
 
 
-def _build_model(cfg: TrainConfig) -> tuple[nn.Module, TrainConfig]:
-    """Build the model of ``cfg`` (or the architecture and weights of ``cfg.init``)."""
+def _build_model(cfg: TrainConfig, announce: bool = True) -> tuple[nn.Module, TrainConfig]:
+    """Build the model of ``cfg`` (or the architecture and weights of ``cfg.init``).
+
+    With ``cfg.init``, a weight-free option (``initial_image``, ...) that the config sets to
+    another value than the checkpoint's is used, and said on stderr when ``announce``: it
+    changes what the weights see (e.g. the start of a second weight set's items).
+    """
     from ..models import build_model
 
     if cfg.init and not cfg.resume:
@@ -142,9 +147,13 @@ def _build_model(cfg: TrainConfig) -> tuple[nn.Module, TrainConfig]:
         arch = info.get("model", {})
         name, kwargs = arch.get("name", cfg.model.name), dict(arch.get("kwargs", {}))
         _check_init_architecture(cfg, name, kwargs)
+        stored = full_kwargs(name, kwargs)
         for key in WEIGHT_FREE_KWARGS:  # options that leave the weights' shapes alone
             if key in cfg.model.kwargs:
                 kwargs[key] = cfg.model.kwargs[key]
+                if announce and stored.get(key) != full_kwargs(name, kwargs).get(key):
+                    print(f"train: --init {cfg.init} was trained with {key}={stored.get(key)!r}; this run uses the "
+                          f"config's model.kwargs.{key}={cfg.model.kwargs[key]!r}", file=sys.stderr, flush=True)
         cfg = dataclasses.replace(cfg, model=ModelConfig(name, kwargs))
         model = build_model(name, **kwargs)
         model.load_state_dict(init_model.state_dict())
@@ -343,7 +352,7 @@ def _start(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None,
         raise ConfigError("a training dataset is needed")
 
     torch.manual_seed(cfg.seed)
-    model, cfg = _build_model(cfg)
+    model, cfg = _build_model(cfg, announce=info.is_main)
     if resume_ck is not None:  # the trained weights (state_dict holds their moving average when kept)
         trained = resume_ck.trained_state_dict
         unwrap(model).load_state_dict(trained if trained is not None else resume_ck.state_dict)
