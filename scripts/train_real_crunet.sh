@@ -6,7 +6,10 @@
 # configs/crunet_real_finetune.yaml (L+S initial image, 28 minutes), then configs/crunet_real_finetune2.yaml
 # (corrected coil phase and phantom, 35 minutes, seed 1), then the k-t specialist for masks without a
 # calibration block, configs/crunet_real_kt.yaml (45 minutes, 1 thread beside another run, seed 0),
-# merged into one checkpoint (uncalibrated_weights). See src/cinerecon/assets/crunet_real.md.
+# merged into one checkpoint (uncalibrated_weights), then the main weights fine-tuned with k-t random
+# masks added, configs/crunet_real_finetune_random.yaml (500 steps, 22 minutes on 1 thread beside
+# another run, seed 0; the k-t weights get no item and stay as they are). See
+# src/cinerecon/assets/crunet_real.md.
 # Usage: scripts/train_real_crunet.sh [RUN_DIR]   (runs in the foreground; use nohup ... & for the background)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +25,15 @@ OMP_NUM_THREADS=2 .venv/bin/cinerecon train ../shared/data --config configs/crun
 OMP_NUM_THREADS=1 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_kt.yaml \
     --init "${out}_ft2/best.pt" --out "${out}_kt" seed=0 --time-budget 45 2>&1 | tee "${out}_kt.log"
 .venv/bin/python -m cinerecon.train.uncalibrated_merge "${out}_ft2/best.pt" "${out}_kt/last.pt" "${out}_merged.pt"
-.venv/bin/python - "${out}_merged.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
+# the shipped start (lplus_s_kt) kept: the mix has only masks with a calibration block, whose start is L+S either way
+OMP_NUM_THREADS=1 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune_random.yaml \
+    --init "${out}_merged.pt" --out "${out}_random" seed=0 model.kwargs.initial_image=lplus_s_kt 2>&1 | tee "${out}_random.log"
+.venv/bin/python - "${out}_random/last.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
 import sys
 import torch
 
 ckpt = torch.load(sys.argv[1], weights_only=False)
-for key in ("optimizer", "scheduler", "rng"):  # ship the weights and the resolved config only
+for key in ("optimizer", "scheduler", "rng", "best"):  # ship the weights and the resolved config only
     ckpt[key] = None
 torch.save(ckpt, sys.argv[2])
 print(f"wrote {sys.argv[2]}")
