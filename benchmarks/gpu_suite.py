@@ -21,7 +21,8 @@ both rewritten atomically after every item, so a run killed at its time limit ke
 Every item runs on its own; a failure (out of memory, a compiler error) is reported and the
 suite goes on; a failure outside an item (building the model or the problem) is one line and the
 next section runs. Items still to run when ``--budget-s`` is spent are reported as skipped; an
-interrupt (SIGINT, e.g. ``timeout -s INT``) writes what finished and exits with 130.
+interrupt (SIGINT, e.g. ``timeout --preserve-status -s INT``) writes what finished and exits with 130
+(plain ``timeout`` reports 124 instead).
 Timed items run with cuDNN autotuning on (``cudnn.benchmark``).
 
 Usage (repository root)::
@@ -33,7 +34,7 @@ On the device machine (a copy of the working tree without .venv and ../shared; c
 file into the ignored folder ``.gpu/`` first and carry it: ``mkdir -p .gpu && cp
 ../shared/reference/crunet_golden.pt .gpu/``, tool argument ``carry: [".gpu"]``)::
 
-    PYTHONUNBUFFERED=1 PYTHONPATH=src timeout -s INT 560 python3 benchmarks/gpu_suite.py --golden .gpu/crunet_golden.pt --out $OUT/gpu_suite.json --markdown $OUT/gpu_suite.md
+    PYTHONUNBUFFERED=1 PYTHONPATH=src timeout --preserve-status -k 30 -s INT 560 python3 benchmarks/gpu_suite.py --golden .gpu/crunet_golden.pt --out $OUT/gpu_suite.json --markdown $OUT/gpu_suite.md
 
 TF32 is off everywhere except the row that says TF32 (``cinerecon.runtime.configure_cuda``).
 """
@@ -559,7 +560,9 @@ def main(argv=None) -> int:
                           lambda: inference_items(suite, sizes, view, shape, compile_ok, which=("torch.compile",)))
     except KeyboardInterrupt:  # e.g. ``timeout -s INT``: keep what finished
         interrupted = True
-        suite.results[suite.current or "interrupted"] = {"failed": "interrupted (SIGINT, e.g. the time limit)"}
+        key = suite.current or "interrupted"
+        if key not in suite.results:  # an item whose result was stored as the signal came stays as it is
+            suite.results[key] = {"failed": "interrupted (SIGINT, e.g. the time limit)"}
         say(f"Interrupted during {suite.current or 'the suite'}; writing what finished.")
     meta["finished"] = not interrupted
     say("Summary:")

@@ -91,7 +91,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_sample(path: Path, cond: Condition, seed: int, frames: int) -> CineSample:
-    """The series as multi-coil k-space under ``cond`` (birdcage maps, or surface arrays)."""
+    """The series as multi-coil k-space under ``cond``.
+
+    Args:
+        path: a real magnitude series (``.npz``).
+        cond: size, coils, noise and coil geometry (``birdcage`` maps of
+            :func:`real_cine_to_sample`, or ``surface`` arrays of :func:`surface_array_maps`).
+        seed: seed of phase, maps and noise.
+        frames: T, picked evenly over the cycle.
+
+    Returns:
+        CineSample with kspace (C, T, H, W) fully sampled, maps (C, 1, H, W), target (T, H, W).
+    """
+    if cond.geometry not in ("birdcage", "surface"):
+        raise CineReconError(f"condition {cond.name!r}: geometry must be 'birdcage' or 'surface', got {cond.geometry!r}")
     kw = dict(coils=cond.coils, seed=seed, size=cond.size, n_frames=frames)
     if cond.geometry == "birdcage":
         return real_cine_to_sample(path, snr_db=cond.snr_db, **kw)

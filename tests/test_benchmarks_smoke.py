@@ -236,6 +236,15 @@ def test_shipped_robustness_smoke(tmp_path):
     ref = {r["method"]: r["psnr"] for r in rows if r["condition"] == "reference"}
     line = next(ln for ln in table.splitlines() if ln.startswith("| reference |"))
     assert line.endswith(f"| {ref['crunet'] - ref['lplus_s']:+.2f} |")
+    # the surface-array condition really has other maps (a stronger unfolding than the birdcage's)
+    conds = {c.name: c for c in bench.CONDITIONS}
+    bird = bench.make_sample(series, conds["reference"], 0, 3)
+    surf = bench.make_sample(series, conds["surface arrays"], 0, 3)
+    diff = (bird.target - surf.target).abs().mean() / bird.target.abs().mean()
+    assert diff < 0.05  # the same image up to the noise of 35 dB ...
+    assert (bird.maps - surf.maps).abs().max() > 0.1  # ... seen through other coils
+    with pytest.raises(Exception, match="geometry"):
+        bench.make_sample(series, bench.Condition("typo", geometry="surfce"), 0, 3)
 
 
 def test_fft_speed_smoke(capsys):

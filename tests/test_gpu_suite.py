@@ -136,3 +136,20 @@ def test_authors_state_dict_on_the_models_device():
     if torch.cuda.is_available():
         sd = to_authors_state_dict(build_model("crunet", chans=4, cascades=2).cuda())
         assert {v.device.type for v in sd.values()} == {"cuda"}
+
+
+def test_gpu_suite_interrupt_inside_an_item_is_not_swallowed(tmp_path, monkeypatch):
+    """SIGINT during an item (not between sections) ends the suite: the item is marked, later ones never run."""
+    suite = _suite()
+    out = tmp_path / "suite.json"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(suite, "rel_max", interrupted)  # called inside the first inference item's comparison
+    rc = suite.main(["--device", "cpu", "--small", "--repeats", "1", "--out", str(out)])
+    assert rc == 130
+    res = json.loads(out.read_text())["results"]
+    marked = [k for k, v in res.items() if "interrupted" in str(v.get("failed", ""))]
+    assert len(marked) == 1 and marked[0].startswith("sax/")
+    assert not any(k.startswith(("lax/", "train/", "throughput/")) for k in res)

@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from ..data.sample import CineBatch
@@ -404,7 +404,7 @@ def _start(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None,
                                    budget, device, info, start), start_epoch, step, best)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Training:
     """What :func:`_start` builds for the epochs of a run.
 
@@ -424,21 +424,30 @@ class _Training:
     run: Path
     model: nn.Module
     ema: WeightEMA | None
-    optimizer: Any
-    scheduler: Any
-    loader: Any
-    sampler: Any
-    vloader: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loader: DataLoader
+    sampler: DistributedSampler
+    vloader: DataLoader | None
     train_set: Dataset
-    budget: "_Budget"
+    budget: _Budget
     device: torch.device
     info: DistInfo
     start: _RunStart
 
 
 def _train_epochs(t: _Training, start_epoch: int, step: int, best: float | None) -> Path:
-    """The epochs of :func:`fit` (see there), from ``start_epoch`` with ``step`` steps done and the
-    best score ``best`` so far."""
+    """The epochs of :func:`fit` (see there).
+
+    Args:
+        t: what :func:`_start` built.
+        start_epoch: epochs done (0, or a resumed run's).
+        step: optimiser steps done.
+        best: the best validation score so far (None before the first epoch).
+
+    Returns:
+        The run directory.
+    """
     cfg, run, model, ema, optimizer, scheduler = t.cfg, t.run, t.model, t.ema, t.optimizer, t.scheduler
     loader, sampler, vloader, train_set, budget = t.loader, t.sampler, t.vloader, t.train_set, t.budget
     device, info, start = t.device, t.info, t.start
