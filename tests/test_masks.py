@@ -85,3 +85,19 @@ def test_random_acs_keeps_fractional_r_but_not_infinite():
     assert 12 <= int(m[0, 0].sum()) <= 20  # about 40 / 2.5 lines
     with pytest.raises(ConfigError, match="finite"):
         MaskSpec("random_acs", float("inf"), 4)
+
+
+def test_regular_lines_tells_grids_from_random_lines():
+    """Equispaced grids (any offset, width, ACS, shifting per frame) are regular; random lines are not."""
+    from cinerecon.masks import regular_lines
+
+    for seed in range(8):
+        for w in (96, 97, 128, 246):
+            for spec in (MaskSpec("equispaced_acs", 8, 24), MaskSpec("equispaced_acs", 4, 16), MaskSpec("uniform", 10, 0),
+                         MaskSpec("time_varying", 8, 0), MaskSpec("time_varying_acs", 10, 24)):
+                assert regular_lines(make_mask(spec, 12, w, seed=seed)), (spec, w, seed)
+            assert not regular_lines(make_mask(MaskSpec("random_acs", 8, 24), 12, w, seed=seed))
+    # one frame off the grid is enough
+    m = make_mask(MaskSpec("equispaced_acs", 8, 24), 12, 128, seed=0).repeat(1, 12, 1, 1)
+    m[0, 5, 0, 3] = 1 - m[0, 5, 0, 3]
+    assert not regular_lines(m)

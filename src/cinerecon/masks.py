@@ -158,3 +158,33 @@ def acs_lines(mask: torch.Tensor) -> int:
     """Length of the contiguous run of sampled lines around W // 2, sampled in every frame."""
     lo, hi = central_run(mask.reshape(-1, mask.shape[-1]).amin(dim=0).bool().cpu().numpy())
     return hi - lo
+
+
+def regular_lines(mask: torch.Tensor) -> bool:
+    """Whether every frame samples an equispaced grid of lines (plus a central block).
+
+    Per frame, the lines outside the contiguous central run (the ACS block, if any) must be
+    equally spaced; the one gap that spans the central run is not counted. Equispaced masks
+    with or without ACS (CMRxRecon2023, CMRxRecon2024 ``Uniform``) and time-varying shifted
+    ones are regular; variable-density random lines (``random_acs``, ``ktGaussian``) are not.
+    This is the pattern GRAPPA's interpolation is made for.
+
+    Args:
+        mask: real, (..., W) along the phase-encoding axis W, with the frames (if any) before
+            it, e.g. (1, T|1, 1, W) or (B, 1, T, 1, W); must not vary along other axes
+            than the frames (line masks).
+
+    Returns:
+        True when every frame's non-central lines have one spacing (or are fewer than 3).
+    """
+    w = mask.shape[-1]
+    frames = mask.reshape(-1, w).bool().cpu().numpy()
+    for line in np.unique(frames, axis=0):
+        lo, hi = central_run(line)
+        idx = np.flatnonzero(line)
+        idx = idx[(idx < lo) | (idx >= hi)]
+        gaps = np.diff(idx)
+        gaps = gaps[~((idx[:-1] < lo) & (idx[1:] >= hi))]  # the gap across the central run
+        if gaps.size and (gaps != gaps[0]).any():
+            return False
+    return True
