@@ -83,6 +83,50 @@ def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor | None, acs: int) -> 
     return coils.maps_from_time_average(kspace, mask)
 
 
+def time_average_problem(mask: torch.Tensor, height: int) -> str | None:
+    """Why coil maps cannot come from the time-averaged centre of k-space sampled with ``mask``, or None.
+
+    ``maps_from_time_average`` calibrates ESPIRiT on the contiguous central block sampled in any
+    frame; it needs the central phase-encode line and a block at least as wide as the ESPIRiT kernel.
+
+    Args:
+        mask: (1, T|1, H|1, W) 0/1.
+        height: H of the k-space.
+    """
+    from ..coils import MAX_CALIB, auto_kernel, find_calib_region
+    from ..masks import central_run
+
+    w = mask.shape[-1]
+    m = mask.detach().cpu().reshape(-1, mask.shape[-2], w) != 0  # (T, H|1, W)
+    filled = m.any(dim=0).expand(height, w)  # sampled in any frame
+    lo, hi = central_run(filled[height // 2].numpy())
+    lo_h, hi_h = central_run(filled[:, w // 2].numpy())
+    if hi == lo or hi_h == lo_h:
+        return (f"no frame samples the central k-space line (ky = {w // 2} of W = {w}"
+                + (f", kx = {height // 2} of H = {height}" if mask.shape[-2] > 1 else "")
+                + ") needed to estimate coil maps")
+    region = find_calib_region(filled, None, MAX_CALIB)
+    kernel = auto_kernel(region)
+    if region.height < kernel or region.width < kernel:
+        lines = f"ky {lo}" + (f"-{hi - 1}" if hi - lo > 1 else "")
+        what = (f"only {region.width} contiguous central line(s) ({lines})" if region.height >= kernel
+                else f"a central block of only (H, W) = ({region.height}, {region.width})")
+        return (f"all frames together sample {what}, fewer than the {kernel} needed to estimate coil maps "
+                f"(ESPIRiT kernel {kernel})")
+    return None
+
+
+def calibration_problem(mask: torch.Tensor, height: int) -> str | None:
+    """Why :func:`estimate_maps` cannot estimate coil maps from data sampled with ``mask``, or None.
+
+    Mirrors it: ESPIRiT on the central lines sampled in every frame when there are at least
+    :data:`MIN_ACS_FOR_ESPIRIT`, the time-averaged centre (:func:`time_average_problem`) otherwise.
+    """
+    if acs_lines(mask) >= MIN_ACS_FOR_ESPIRIT:
+        return None
+    return time_average_problem(mask, height)
+
+
 def full_sample(kspace: torch.Tensor, meta: SampleMeta, cfg: PrepareConfig) -> CineSample:
     """Fully sampled slice: maps from the ACS region, target = S^H F^-1 k (coil combination with the maps)."""
     from ..operators import SenseOp
@@ -244,7 +288,7 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
     Returns:
         split -> written files (also merged into ``dst/<split>.txt``).
     """
-    from ..data.cmrxrecon import CmrxKspaceFile, check_mask, discover, read_masks
+    from ..data.cmrxrecon import CmrxKspaceFile, check_mask, discover, expected_name, read_masks
     from ..data.export import check_writable
 
     cfg = cfg or PrepareConfig()
@@ -256,7 +300,12 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
         raise DataError(f"{src}: no CMRxRecon cine files (cine_{{{','.join(views)}}}.mat) found"
                         + (f" for subjects {subjects}" if subjects else ""))
     jobs: list[_Job] = []
+    ignored_kus: list[Path] = []  # undersampled files of subjects with fully sampled data
     for s in found:
+        for p in s.unrecognised:  # said even with --quiet: a mask silently missing changes what is written
+            print(f"prepare: warning: {p}: file name not recognised, ignored; expected "
+                  f"{expected_name(next(d for d in p.parts[::-1] if d.startswith(('Mask_', 'UnderSample'))), s.view)}"
+                  " (pattern and acceleration factor in the name)", file=sys.stderr)
         # slices without a fully sampled reference cannot serve training or validation: list them as "test"
         split = s.split if s.full is not None else "test"
         if split_map:
@@ -276,10 +325,13 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                     check_mask(m.mask, t, h, w, f"{m.source} (mask {key!r} for {kf.path}, key {kf.key!r})")
                     if m.is_lines:
                         provided[key] = m.mask
-                    elif verbose:
-                        print(f"  {s.name}: mask {key} varies along the readout; our format stores line masks "
-                              "only, skipped")
+                    else:  # e.g. CMRxRecon2024 ktRadial; said even with --quiet, like the undersampled case
+                        print(f"prepare: {s.name}: mask {key} varies along the readout H ({m.source}, "
+                              f"(1, T, H, W) = {tuple(m.mask.shape)}); the retrospective masks 'masks/<key>' of "
+                              f"our HDF5 layout are phase-encode line masks (T|1, W), so {key} is not added to "
+                              f"{kf.path.name}'s slices", file=sys.stderr)
                 check_acs(cfg.acs, w, f"{kf.path} key {kf.key!r} (C, T, H, W) = {(c, t, h, w)}")
+                ignored_kus.extend(s.undersampled[k] for k in sorted(s.undersampled))
                 for z in range(kf.slices):
                     name = f"{s.name}/slice{z:02d}"
                     meta = SampleMeta(name=name, view=view, source=str(s.full))
@@ -295,8 +347,18 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                                f"{masks[key].source} (mask {key!r} for {kf.path}, key {kf.key!r})")
                     if not masks[key].is_lines:  # e.g. CMRxRecon2024 ktRadial: not a line mask
                         print(f"prepare: {s.name}: {path} is sampled with mask {key}, which varies along the "
-                              "readout; our format stores line masks only, skipped", file=sys.stderr)
+                              f"readout H ({masks[key].source}, (1, T, H, W) = "
+                              f"{tuple(masks[key].mask.shape)}); our HDF5 'mask' could hold it, but 'masks/<key>' "
+                              "and the line-mask code paths (ACS detection for coil maps, GRAPPA, the models' "
+                              "training masks) take phase-encode lines only, skipped", file=sys.stderr)
                         continue
+                    problem = calibration_problem(masks[key].mask, kf.height)
+                    if problem:  # before anything is written: no half-converted tree, no stale split lists
+                        raise DataError(f"{masks[key].source}: mask {key!r} (1, T, 1, W) = "
+                                        f"{tuple(masks[key].mask.shape)} for {kf.path} key {kf.key!r} "
+                                        f"(slices, C, T, H, W) = {kf.shape}: {problem}; this file has no fully "
+                                        "sampled reference to take them from (convert the other subjects with "
+                                        "--subjects)")
                     for z in range(kf.slices):
                         name = f"{s.name}/{key}/slice{z:02d}"
                         meta = SampleMeta(name=name, view=view, source=str(path))
@@ -317,12 +379,21 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                     print(f"{j.subject_name}: {current.path.name} key {current.key!r} "
                           f"(slices, C, T, H, W) = {current.shape} -> {j.split}")
             k = current.read_slice(j.slice)
-            if j.mask_key is None:
-                sample = full_sample(k, j.meta, cfg)
-            else:
-                nominal = re.match(r"R(\d+)", j.mask_key)
-                sample = undersampled_sample(k, j.masks[j.mask_key], j.meta, cfg,
-                                             float(nominal.group(1)) if nominal else None)
+            try:
+                if j.mask_key is None:
+                    sample = full_sample(k, j.meta, cfg)
+                else:
+                    nominal = re.match(r"R(\d+)", j.mask_key)
+                    sample = undersampled_sample(k, j.masks[j.mask_key], j.meta, cfg,
+                                                 float(nominal.group(1)) if nominal else None)
+            except DataError as e:  # coil maps not estimable (checked by mask before; the data can still fail)
+                stale = j.out.is_file()  # an earlier run's file (only with --overwrite)
+                if stale:
+                    j.out.unlink()
+                print(f"prepare: skipped {j.meta.name} ({j.kspace_file} key {current.key!r} slice {j.slice}, "
+                      f"(C, T, H, W) = {tuple(k.shape)}): {e}; {'removed the earlier' if stale else 'no'} file "
+                      f"{j.out}", file=sys.stderr)
+                continue
             path = _write(j.out, sample, j.masks, cfg)
             if path is not None:
                 written[j.split].append(path)
@@ -332,20 +403,41 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
     update_split_lists(dst, written)
     if notes is not None:
         kept = {p for files in written.values() for p in files}
-        notes.extend(_cmrx_notes([j for j in jobs if j.out in kept], cfg, split_map is not None))
+        notes.extend(_cmrx_notes([j for j in jobs if j.out in kept], cfg, split_map is not None, ignored_kus))
         if len(kept) < len(jobs):
-            notes.append(f"skipped {len(jobs) - len(kept)} slice(s) whose coil maps came out all zero (see above)")
+            notes.append(f"skipped {len(jobs) - len(kept)} slice(s) whose coil maps could not be estimated or came "
+                         "out all zero (see above)")
     return written
 
 
-def _cmrx_notes(jobs: list[_Job], cfg: PrepareConfig, user_split: bool) -> list[str]:
-    """What a user should know after a CMRxRecon conversion: added masks, the split, missing geometry."""
+def _cmrx_notes(jobs: list[_Job], cfg: PrepareConfig, user_split: bool,
+                ignored_kus: list[Path] | None = None) -> list[str]:
+    """What a user should know after a CMRxRecon conversion: added masks, mask keys, the split, ignored
+    undersampled files, missing geometry."""
+    from ..data.cmrxrecon import challenge_name
+
     notes = []
     full = [j for j in jobs if j.mask_key is None]
     if full and cfg.generated_accels:
         keys = ", ".join(mask_key(r) for r in cfg.generated_accels)
         notes.append(f"added our {keys} mask (equispaced + {cfg.acs} ACS lines, seeded by slice name and --seed) to "
                      f"each of the {len(full)} fully sampled slices, beside the challenge's masks")
+    counts: dict[str, int] = {}
+    for j in jobs:
+        for k in j.masks:
+            counts[k] = counts.get(k, 0) + 1
+    if counts:
+        stored = sorted(counts)
+        aliases = [f"{challenge_name(k)} = {k}" for k in stored if challenge_name(k)]
+        notes.append("mask keys stored: "
+                     + ", ".join(f"{k} ({counts[k]} slice{'s' * (counts[k] != 1)})" for k in stored)
+                     + " (give one to reconstruct / evaluate --accel"
+                     + (f"; reconstruct also takes the challenge's names: {', '.join(aliases)}" if aliases else "")
+                     + ")")
+    if ignored_kus:
+        notes.append(f"ignored {len(ignored_kus)} undersampled file(s) of subjects with fully sampled data (e.g. "
+                     f"{ignored_kus[0]}): those slices are stored fully sampled, with the challenge's masks under "
+                     "masks/<key> to undersample them")
     parts, empty = [], []
     for split in SPLITS:
         mine = [j for j in jobs if j.split == split]

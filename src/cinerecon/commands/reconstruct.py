@@ -15,6 +15,7 @@ checkpoint.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from ..data.export import (DEFAULT_FPS, FORMATS, MIN_MOVIE_SIDE, ReconRecord, check_fps, check_scale, output_paths,
                            require_mp4, write_outputs)
 from ..data.sample import CineSample
-from ..data.transforms import parse_mask_key
+from ..data.transforms import mask_key as key_for_accel, parse_mask_key
 from ..errors import CineReconError, ConfigError, DataError, WeightsNotFoundError
 from ..files import check_can_write, check_writable, inside, safe_name
 from . import check_device
@@ -35,13 +36,47 @@ NOT_GIVEN = None
 
 
 def normalise_accel(accel: str | None) -> str | None:
-    """Mask key from ``--accel``: ``'8'``, ``'R8'``, ``'r08'`` -> ``'R08'``.
+    """Mask key from ``--accel``: ``'8'``, ``'R8'``, ``'r08'`` -> ``'R08'``; ``'R8_kt...'`` -> ``'R08_kt...'``.
 
-    ``'none'`` / None -> None (k-space as stored); other keys pass through.
+    The CMRxRecon2024 names are aliases of our keys: ``'ktGaussian8'`` -> ``'R08_ktGaussian'``,
+    ``'Uniform8'`` -> ``'R08'``, ``'ktRadial8'`` -> ``'R08_ktRadial'``. ``'none'`` / None -> None
+    (k-space as stored); other keys pass through.
     """
+    from ..data.cmrxrecon import CHALLENGE_PATTERNS, challenge_key
+
     if accel is None or accel.lower() in (STORED, "stored", ""):
         return None
+    key = challenge_key(accel)
+    if key is not None:
+        return key
+    m = re.fullmatch(r"[Rr](\d+)_(\w+)", accel.strip())
+    if m:  # zero-padded R; the challenge's spelling of its k-t patterns (our own keys, e.g. R08_uniform, kept)
+        suffix = m.group(2)
+        if suffix.lower().startswith("kt"):
+            suffix = CHALLENGE_PATTERNS.get(suffix.lower(), suffix)
+        return key_for_accel(int(m.group(1))) + "_" + suffix
     return parse_mask_key(accel)
+
+
+def nearest_mask_key(key: str, keys: list[str] | tuple[str, ...]) -> str:
+    """Say which of ``keys`` (stored masks) is nearest to the missing ``key``: the same R first, then the nearest R."""
+    from ..data.cmrxrecon import challenge_name
+
+    def r_of(k: str) -> int | None:
+        m = re.match(r"R(\d+)", k)
+        return int(m.group(1)) if m else None
+
+    def spelled(k: str) -> str:
+        name = challenge_name(k)
+        return f"--accel {k}" + (f" (or {name})" if name else "")
+
+    r = r_of(key)
+    same = [k for k in keys if r is not None and r_of(k) == r]
+    if len(same) > 1:
+        return f"{len(same)} masks have R = {r} ({', '.join(same)}): give one of them, e.g. {spelled(same[0])}"
+    ranked = same or (sorted((k for k in keys if r_of(k) is not None), key=lambda k: (abs(r_of(k) - r), len(k)))
+                      if r is not None else [])
+    return f"nearest stored mask: {spelled(ranked[0])}" if ranked else ""
 
 
 def input_files(path: Path, exclude: Path | None = None) -> list[Path]:
@@ -275,8 +310,9 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
         for f in inputs:
             info = h5_info(f)
             if mask_key not in info.mask_keys:
-                raise DataError(f"{f}: missing mask 'masks/{mask_key}' (found {list(info.mask_keys)}); use "
-                                "--accel none for the k-space as stored")
+                hint = nearest_mask_key(mask_key, info.mask_keys)
+                raise DataError(f"{f}: missing mask 'masks/{mask_key}' (found {list(info.mask_keys)}); "
+                                + (f"{hint}; or use" if hint else "use") + " --accel none for the k-space as stored")
             if not info.fully_sampled:  # undersampled-only data: the key names the mask it was acquired with
                 as_stored.add(f)
     stems = [_stem(out, root, f, rec.name, mask_key) for f in inputs]
@@ -288,9 +324,18 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
         sample = read_h5(f, mask_key=None if f in as_stored else mask_key)
         if no_acs_maps:
             from ..coils import maps_from_time_average
+            from .prepare import time_average_problem
 
-            sample = CineSample(sample.kspace, sample.mask, maps_from_time_average(sample.kspace, sample.mask),
-                                sample.target, sample.meta)
+            which = "'mask'" if mask_key is None or f in as_stored else f"'masks/{mask_key}'"
+            problem = time_average_problem(sample.mask, sample.kspace.shape[-2])
+            if problem:
+                raise DataError(f"{f}: --no-acs-maps: mask {which} (1, T, H|1, W) = {tuple(sample.mask.shape)}: "
+                                f"{problem}; drop --no-acs-maps to use the stored maps")
+            try:
+                maps = maps_from_time_average(sample.kspace, sample.mask)
+            except DataError as e:
+                raise DataError(f"{f}: --no-acs-maps with mask {which}: {e}") from None
+            sample = CineSample(sample.kspace, sample.mask, maps, sample.target, sample.meta)
         return sample
 
     def results():  # (file, stem, sample, image, seconds), in input order, batch_size files at a time
@@ -352,8 +397,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "checkpoint (default for --method crunet: the shipped "
                         "CRUNet-MR trained on real anatomy, see cinerecon.models.load_pretrained)")
     p.add_argument("--accel", default=NOT_GIVEN,
-                   help="stored mask to apply: 4 / R04, 8 / R08, R10, R24, ... ; 'none' for the k-space as "
-                        "stored (R = 1 on fully sampled data). Required for fully sampled inputs")
+                   help="stored mask to apply: 4 / R04, 8 / R08, R10, R24, R08_ktGaussian, ... (the CMRxRecon2024 "
+                        "names ktGaussian8, Uniform8, ktRadial8 are aliases of R08_ktGaussian, R08, R08_ktRadial); "
+                        "'none' for the k-space as stored (R = 1 on fully sampled data). Required for fully sampled "
+                        "inputs")
     p.add_argument("--no-acs-maps", action="store_true",
                    help="estimate coil maps from the time-averaged centre instead of using the stored maps")
     p.add_argument("--out", type=Path, required=True, help="output folder")

@@ -52,6 +52,10 @@ _PATTERN_RE = re.compile(r"_(?:mask|kus)_([A-Za-z]+?)(\d+)$")
 _ACC_DIR_RE = re.compile(r"^AccFactor(\d+)$")
 
 
+#: CMRxRecon2024 sampling patterns (lower case) -> the spelling of the challenge's file names
+CHALLENGE_PATTERNS = {"uniform": "Uniform", "ktgaussian": "ktGaussian", "ktradial": "ktRadial"}
+
+
 def accel_key(accel: int, pattern: str = "") -> str:
     """Our mask key for a nominal acceleration: ``R04``, ``R08``; k-t patterns get a suffix (``R08_ktGaussian``).
 
@@ -61,6 +65,26 @@ def accel_key(accel: int, pattern: str = "") -> str:
     if pattern and pattern.lower() != "uniform":
         key += f"_{pattern}"
     return key
+
+
+def challenge_key(text: str) -> str | None:
+    """Our mask key for a CMRxRecon2024 pattern name, None for other text.
+
+    ``ktGaussian8`` -> ``R08_ktGaussian``, ``Uniform8`` -> ``R08``, ``ktRadial8`` -> ``R08_ktRadial``
+    (the names of the challenge's ``cine_sax_mask_<pattern><R>.mat`` files; any letter case).
+    """
+    m = re.fullmatch(r"([A-Za-z]+?)(\d+)", text.strip())
+    if not m or m.group(1).lower() not in CHALLENGE_PATTERNS:
+        return None
+    return accel_key(int(m.group(2)), CHALLENGE_PATTERNS[m.group(1).lower()])
+
+
+def challenge_name(key: str) -> str | None:
+    """The CMRxRecon2024 name of one of our mask keys (``R08_ktGaussian`` -> ``ktGaussian8``), None for others."""
+    m = re.fullmatch(r"R(\d+)_([A-Za-z]+)", key)
+    if not m or m.group(2).lower() not in CHALLENGE_PATTERNS or m.group(2).lower() == "uniform":
+        return None
+    return f"{CHALLENGE_PATTERNS[m.group(2).lower()]}{int(m.group(1))}"
 
 
 # --------------------------------------------------------------------------- low-level access
@@ -347,6 +371,8 @@ class CmrxSubject:
         full: fully sampled k-space file, if present.
         undersampled: mask key -> undersampled k-space file.
         mask_files: mask files (each may hold several masks).
+        unrecognised: ``cine_<view>*.mat`` files in a ``Mask_*`` / ``UnderSample_*`` folder whose name
+            does not follow the challenge's pattern (e.g. the factor missing); not read.
     """
 
     split_dir: str
@@ -355,6 +381,7 @@ class CmrxSubject:
     full: Path | None = None
     undersampled: dict[str, Path] = field(default_factory=dict)
     mask_files: list[Path] = field(default_factory=list)
+    unrecognised: list[Path] = field(default_factory=list)
 
     @property
     def split(self) -> str:
@@ -373,6 +400,13 @@ def _is_kind_dir(d: str) -> bool:
 
 
 _FILE_RE = re.compile(r"^cine_(sax|lax|lvot)(?:_(mask|kus))?(?:_([A-Za-z]+\d+))?\.mat$")
+_VIEW_RE = re.compile(r"^cine_(sax|lax|lvot)(?![A-Za-z0-9])")
+
+
+def expected_name(kind_dir: str, view: str) -> str:
+    """The file name pattern the challenge uses in a ``Mask_*`` / ``UnderSample_*`` folder."""
+    role = "mask" if kind_dir.startswith("Mask_") else "kus"
+    return f"cine_{view}_{role}_<pattern><R>.mat, e.g. cine_{view}_{role}_ktGaussian8.mat"
 
 
 def discover(root: str | Path, views: tuple[str, ...] = ("sax", "lax")) -> list[CmrxSubject]:
@@ -383,7 +417,9 @@ def discover(root: str | Path, views: tuple[str, ...] = ("sax", "lax")) -> list[
     2023 ``<Split>/FullSample/P001/cine_sax.mat``, ``<Split>/AccFactor08/P001/cine_sax.mat``
     (key ``kspace_sub08``) with ``cine_sax_mask.mat``; 2024
     ``<Split>/Mask_Task1/P001/cine_sax_mask_Uniform8.mat`` and
-    ``<Split>/UnderSample_Task1/P001/cine_sax_kus_Uniform8.mat``.
+    ``<Split>/UnderSample_Task1/P001/cine_sax_kus_Uniform8.mat``. Files named off these patterns in a
+    ``Mask_*`` / ``UnderSample_*`` folder (``cine_sax_mask_ktGaussian.mat``: factor missing) are not read
+    but listed in :attr:`CmrxSubject.unrecognised`, for the caller to report.
 
     Returns:
         Subjects sorted by (split, subject, view).
@@ -397,12 +433,20 @@ def discover(root: str | Path, views: tuple[str, ...] = ("sax", "lax")) -> list[
     for p in files:
         m = _FILE_RE.match(p.name)
         rel = p.relative_to(root).parts
-        if not m or m.group(1) not in views or (has_multi and "SingleCoil" in rel):
+        if has_multi and "SingleCoil" in rel:
             continue
         split_dir = next((d for d in rel[:-1] if d in SPLIT_NAMES), "")
         kind_i = next((i for i, d in enumerate(rel[:-1]) if _is_kind_dir(d)), None)
         subject = "/".join(rel[kind_i + 1:-1]) if kind_i is not None else "/".join(rel[:-1]) or p.parent.name
         kind = rel[kind_i] if kind_i is not None else "FullSample"
+        if not m:  # a mask or undersampled file named off the pattern is kept to be reported, not guessed at
+            v = _VIEW_RE.match(p.name)
+            if v and v.group(1) in views and kind.startswith(("Mask_", "UnderSample")):
+                found.setdefault((split_dir, subject, v.group(1)),
+                                 CmrxSubject(split_dir, subject, v.group(1))).unrecognised.append(p)
+            continue
+        if m.group(1) not in views:
+            continue
         view, role = m.group(1), m.group(2)
         s = found.setdefault((split_dir, subject, view), CmrxSubject(split_dir, subject, view))
         if role == "mask":
