@@ -125,7 +125,9 @@ def test_parser_defaults():
     sub = parser.add_subparsers()
     cmd.add_parser(sub)
     args = parser.parse_args(["evaluate", "d", "--out", "o"])
-    assert args.methods == list(cmd.DEFAULT_METHODS) and args.accel == ["4", "8"] and args.protocol == "paper"
+    assert args.methods is None and args.accel == ["4", "8"] and args.protocol == "paper"  # None: DEFAULT_METHODS
+    assert "grappa" in cmd.DEFAULT_METHODS
+    assert parser.parse_args(["evaluate", "d", "--out", "o", "--methods", "grappa"]).methods == ["grappa"]
     assert args.dists_weights is None and not args.overwrite
 
 

@@ -227,13 +227,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def table1_markdown(rows: Sequence[SummaryRow], protocol: str = "", unit: str = "slices") -> str:
+def table1_markdown(rows: Sequence[SummaryRow], protocol: str = "", unit: str = "slices",
+                    order: Sequence[str] = ()) -> str:
     """Table-1 style Markdown: one table per view, columns (accel, metric), cells mean ± std.
 
     The best mean per column is bold; ``*`` marks a method whose paired values differ
     significantly from the reference method (two-sided Wilcoxon, Bonferroni-adjusted
     p < 0.05), itself marked "(ref.)" when one method is the reference throughout; DISTS is
-    shown as 1 − DISTS. ``unit`` names what n counts (``"volumes"`` under the cmrxrecon protocol).
+    shown as 1 − DISTS; a method without an entry in a column (not run at that acceleration)
+    shows "–". ``unit`` names what n counts (``"volumes"`` under the cmrxrecon protocol).
+    Methods come in ``order`` (those in it), then in order of appearance.
     """
     parts = []
     if protocol:
@@ -243,7 +246,8 @@ def table1_markdown(rows: Sequence[SummaryRow], protocol: str = "", unit: str = 
     for view in _ordered(r.view for r in rows):
         vr = [r for r in rows if r.view == view]
         cols = _ordered((r.accel, r.metric) for r in vr)
-        methods = _ordered(r.method for r in vr)
+        present = _ordered(r.method for r in vr)
+        methods = [m for m in order if m in present] + [m for m in present if m not in order]
         cell = {(r.method, r.accel, r.metric): r for r in vr}
         header = ["Method"] + [f"{a} {LABELS.get(m, m)}{' ↓' if not TABLE_HIGHER_IS_BETTER.get(m, True) else ''}"
                                for a, m in cols]

@@ -19,6 +19,14 @@ volumes: each record is the mean of its volume's scored slices (frames and crop 
 :mod:`.metrics` says), as the challenge averages per subject. Volumes come from the slice
 names our ``prepare`` writes (``P001/cine_sax/slice03``).
 
+Slices whose k-space is undersampled only (``fully_sampled`` false: ``prepare cmrxrecon``
+puts such subjects in the test split, for inference) have no reference to score against:
+they are left out with one note (an error when no slice is left). Methods made for regular
+line patterns (:data:`REGULAR_LINE_METHODS`: GRAPPA) are left out, with one note, at a mask
+key whose masks are not regular (:func:`cinerecon.masks.regular_lines`: k-t random lines)
+when ``options.skip_irregular`` names them, and run with one warning per such key when
+``options.warn_irregular`` does; tables show "–" where a method has no entry.
+
 Every metric written is finite: a value that is not (NaN or inf: an all-zero target, where
 the metrics are undefined) stops the run with a :class:`~cinerecon.errors.DataError` naming the slice, method and
 metric, before any table is written.
@@ -37,6 +45,7 @@ import torch
 from ..data.transforms import mask_key, parse_mask_key
 from ..errors import ConfigError, DataError, OutputExistsError
 from ..files import atomic_write_text, check_can_write, check_writable, inside, safe_name
+from ..masks import regular_lines
 from ..operators import SenseOp
 from .dists import try_load_dists
 from .dynamic import DEFAULT_PERCENTILE, region_metrics
@@ -74,6 +83,8 @@ from .stats import DEFAULT_ALPHA, SignificanceResult, min_pairs
 from .timing import TimingConfig, TimingResult, time_call
 
 Method = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: Methods made for regular (equispaced) line patterns; on k-t random masks GRAPPA scores below zero-filling.
+REGULAR_LINE_METHODS = ("grappa",)
 FEW_SLICES = 5  # below this many slices per (view, accel) group the run warns that means and stds are fragile
 OUTPUT_NAMES = ("table1.md", "table1.csv", "stats.md", "stats.csv", "dynamic.md", "dynamic.csv", "table2.md",
                 "table2.csv", "metrics_per_slice.csv", "dynamic_per_slice.csv", "figures")
@@ -96,6 +107,10 @@ class EvaluationOptions:
         reference: the method the statistics test every other method against (the paper tests
             against its proposed model); None: the CRUNet-MR entry when there is one
             (:func:`~.report.default_reference`), else the best mean of each group and metric.
+        skip_irregular: methods left out (one note each) at a mask key where some slice's mask
+            is not a regular line pattern (:func:`cinerecon.masks.regular_lines`); the command
+            line puts GRAPPA here when it comes only from the default method list.
+        warn_irregular: methods run anyway at such a key, with one warning per key.
     """
 
     split: str = "test"
@@ -108,6 +123,8 @@ class EvaluationOptions:
     profile_axis: str = "vertical"
     device: str | None = None
     reference: str | None = None
+    skip_irregular: tuple[str, ...] = ()
+    warn_irregular: tuple[str, ...] = REGULAR_LINE_METHODS
 
 
 @dataclass
@@ -126,7 +143,11 @@ class EvaluationResult:
         table1_markdown: the Table-1 Markdown text.
         written: files written.
         dists: whether DISTS was computed.
-        notes: warnings for the user (few slices per group, statistics left out).
+        notes: warnings for the user (few slices per group, statistics left out, a method run on
+            masks it is not made for).
+        info: notes for the user on what was left out (slices without a fully sampled
+            reference, methods skipped at a mask key).
+        methods: the method names, in the order given (the order of the tables' rows).
         reference: the statistics' reference method (None: the best mean per group and metric).
         unit: what a record and n count, ``"slices"`` or ``"volumes"`` (cmrxrecon protocol).
     """
@@ -144,6 +165,8 @@ class EvaluationResult:
     dists: bool = False
     notes: list[str] = field(default_factory=list)
     reference: str | None = None
+    info: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
     unit: str = "slices"
 
 
@@ -230,6 +253,62 @@ def _resolve_reference(reference: str | None, methods: Mapping[str, Method]) -> 
 def accel_key(accel: int | str) -> str:
     """Mask key for an acceleration: 4, ``"4"``, ``"R4"``, ``"r04"`` -> ``"R04"``; other keys pass through (``"R08_uniform"``)."""
     return mask_key(int(accel)) if isinstance(accel, int) else parse_mask_key(str(accel))
+
+
+def _with_reference(files: Sequence[Path], split: str, data_dir: Path) -> tuple[list[Path], str | None]:
+    """The files with a fully sampled reference, and a note on those left out (None when none is).
+
+    Decided from each file's structure (:func:`~cinerecon.data.h5.h5_info`: the stored
+    ``mask`` and ``fully_sampled`` attribute, no k-space read).
+
+    Raises:
+        DataError: no file has a reference (naming the split and folder, and what to do).
+    """
+    from ..data.h5 import h5_info
+
+    kept, left = [], []
+    for path in files:
+        (kept if h5_info(path).fully_sampled else left).append(Path(path))
+    if not left:
+        return kept, None
+    shown = ", ".join(str(p.relative_to(data_dir)) if p.is_relative_to(data_dir) else str(p) for p in left[:2])
+    more = f" and {len(left) - 2} more" if len(left) > 2 else ""
+    if not kept:
+        raise DataError(f"split {split!r} under {data_dir}: none of its {len(left)} slice(s) has fully sampled k-space "
+                        f"to score against ({shown}{more}: undersampled only; `prepare cmrxrecon` puts subjects "
+                        "without fully sampled data in the test split, for inference); reconstruct them with "
+                        "`cinerecon reconstruct`, or put fully sampled subjects in the split (`prepare cmrxrecon "
+                        "--split-fractions TRAIN VAL TEST` or --split-file)")
+    return kept, (f"left out {len(left)} of {len(files)} slices of split {split!r}: their k-space is undersampled "
+                  f"only, with no fully sampled reference to score against ({shown}{more}); {len(kept)} with one remain")
+
+
+def _irregular_slices(files: Sequence[Path], accel: str) -> int:
+    """How many of ``files`` have a mask ``accel`` that is not a regular line pattern (reads the masks only)."""
+    from ..data.h5 import read_mask
+
+    return sum(not regular_lines(read_mask(path, accel)[0]) for path in files)
+
+
+def _active_methods(methods: Mapping[str, Method], files: Sequence[Path], accel: str, options: EvaluationOptions,
+                    res: EvaluationResult) -> dict[str, Method]:
+    """The methods run at mask key ``accel``: those of ``options.skip_irregular`` are left out where the masks
+    are not regular line patterns (a note; not the statistics' reference), those of ``options.warn_irregular``
+    run with a warning."""
+    skip = [n for n in methods if n in options.skip_irregular and n != res.reference]
+    warn = [n for n in methods if n in options.warn_irregular + options.skip_irregular and n not in skip]
+    if not skip and not warn:
+        return dict(methods)
+    n = _irregular_slices(files, accel)
+    if not n:
+        return dict(methods)
+    why = (f"the {accel} masks of {n} of {len(files)} slice(s) are not regular (equispaced) line patterns, which "
+           "its interpolation is made for (on k-t random lines it scores below zero-filling)")
+    for name in skip:
+        res.info.append(f"{name} left out at {accel}: {why}; name it in --methods to run it anyway")
+    for name in warn:
+        res.notes.append(f"{name} at {accel}: {why}; its scores there are not representative")
+    return {k: v for k, v in methods.items() if k not in skip}
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
@@ -326,6 +405,7 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
     if not files:
         counts = ", ".join(f"{k}: {len(v)}" for k, v in splits.items())
         raise DataError(f"no HDF5 slices in split {options.split!r} under {data_dir} ({counts})")
+    files, skipped = _with_reference(files, options.split, data_dir)
     volume_of: dict[Path, str] = {}
     if p.ranking is not None:
         files, volume_of = ranking_files(files, p.ranking)
@@ -334,11 +414,14 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
     dev = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dists_model = try_load_dists(dists_weights, device=dev)
     res = EvaluationResult(out_dir, protocol, dists=dists_model is not None, reference=reference,
-                           unit="volumes" if volume_of else "slices")
+                           unit="volumes" if volume_of else "slices", info=[skipped] if skipped else [],
+                           methods=list(methods))
+    timings: dict[str, TimingResult] = {}
     fig_dir = out_dir / "figures"
     figures: list[tuple[str, str, torch.Tensor, dict[str, torch.Tensor]]] = []  # (label, accel, target, recons)
-    for a_index, accel in enumerate(dict.fromkeys(accel_key(a) for a in accels)):  # R8 and 8 are one group
+    for accel in dict.fromkeys(accel_key(a) for a in accels):  # R8 and 8 are one group
         per_volume: dict[tuple[str, str], list[SliceRecord]] = {}
+        active = _active_methods(methods, files, accel, options, res)  # before any slice is scored
         for i, path in enumerate(files):
             sample = read_h5(path, mask_key=accel)
             meta = sample.meta
@@ -351,7 +434,7 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
                                 "SSIM window")
             with_haarpsi = min(scored) >= HAARPSI_MIN_SIZE
             recons = {}
-            for name, fn in methods.items():
+            for name, fn in active.items():
                 rec = _run_method(name, fn, k, m, s, path, meta.name, accel)[0]
                 sm = series_metrics(rec, target, protocol, with_haarpsi=with_haarpsi, dists_model=dists_model)
                 rm = region_metrics(rec, target, dyn_protocol, options.percentile)
@@ -371,16 +454,17 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
                     recons[name] = rec.cpu()
             if i == 0 and options.figures:  # drawn once every slice has been scored (nothing before a refusal)
                 figures.append((f"{meta.name} {accel}", accel, target.cpu(), recons))
-            if i == 0 and a_index == 0:
-                res.timings = [time_call(fn, k, m, s, cfg=options.timing, name=name, device=dev)
-                               for name, fn in methods.items()]
+            if i == 0:  # each method timed on the first slice it runs on
+                timings.update({name: time_call(fn, k, m, s, cfg=options.timing, name=name, device=dev)
+                                for name, fn in active.items() if name not in timings})
         res.records += _volume_records(per_volume)
+    res.timings = [timings[name] for name in methods if name in timings]
     for label, accel, target, recons in figures:
         res.written.append(plot_reconstructions(target, recons, _figure_path(fig_dir, ("recon", accel), overwrite),
                                                 title=label, cfg=options.figure))
         res.written.append(plot_xt_profiles(target, recons, _figure_path(fig_dir, ("xt", accel), overwrite),
                                             options.profile_point, options.profile_axis, label, options.figure))
-    res.notes = _group_notes(res.records, options.alpha, res.unit)
+    res.notes += _group_notes(res.records, options.alpha, res.unit)
     _write_reports(res, options, overwrite)
     return res
 
@@ -403,9 +487,9 @@ def _write_reports(res: EvaluationResult, options: EvaluationOptions, overwrite:
     res.significance = significance(res.records, alpha=options.alpha, reference=res.reference)
     res.summary = summarise(res.records, res.significance, reference=res.reference)
     res.dynamic_summary = summarise_dynamic(res.dynamic)
-    res.table1_markdown = table1_markdown(res.summary, res.protocol, res.unit)
+    res.table1_markdown = table1_markdown(res.summary, res.protocol, res.unit, res.methods)
     note = "" if res.dists else "\nDISTS not computed (no weights configured; see cinerecon.evaluate.dists).\n"
-    note += "".join(f"\nNote: {n}.\n" for n in res.notes)
+    note += "".join(f"\nNote: {n}.\n" for n in res.info + res.notes)
     # every file atomically (temporary file + rename, umask honoured); clashes were checked by _prepare_out
     atomic_write_text(out / "table1.md", res.table1_markdown + note)
     atomic_write_text(out / "stats.md", stats_markdown(res.significance))
