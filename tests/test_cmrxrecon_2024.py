@@ -171,3 +171,17 @@ def test_maps_failing_on_the_data_skip_the_slice_naming_the_file(tmp_path, capsy
     assert "skipped ValidationSet/P003/cine_sax/R08_ktGaussian/slice00" in err
     assert "cine_sax_kus_ktGaussian8.mat key 'kus' slice 0" in err and "all zeros" in err
     assert (tmp_path / "dst" / "train.txt").is_file() and not (tmp_path / "dst" / "test.txt").exists()
+
+
+def test_mask_key_aliases_are_shared_by_every_verb():
+    """reconstruct's --accel and evaluate's --accel read the challenge names alike."""
+    from cinerecon.commands.reconstruct import normalise_accel
+    from cinerecon.data.transforms import parse_mask_key
+    from cinerecon.evaluate.runner import accel_key
+
+    cases = {"ktGaussian8": "R08_ktGaussian", "KTGAUSSIAN10": "R10_ktGaussian", "Uniform4": "R04",
+             "ktRadial24": "R24_ktRadial", "R8_ktgaussian": "R08_ktGaussian", "8": "R08", "r10": "R10",
+             "R08_uniform": "R08_uniform", "my_key": "my_key"}
+    for text, key in cases.items():
+        assert parse_mask_key(text) == key and accel_key(text) == key and normalise_accel(text) == key, text
+    assert normalise_accel("none") is None

@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                    help="add a trained model as method NAME (repeatable)")
     p.add_argument("--accel", nargs="+", default=list(DEFAULT_ACCELS),
-                   help="accelerations or mask keys, e.g. 4 8 or R08_uniform (default: %(default)s)")
+                   help="accelerations or mask keys, e.g. 4 8, R08_uniform or the CMRxRecon2024 names ktGaussian8 (= R08_ktGaussian) (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="output folder for tables and figures")
     p.add_argument("--protocol", choices=("paper", "global", "cmrxrecon"), default="paper",
                    help="metric protocol: 'paper' (per-frame max scaling, 7x7 SSIM; comparable with the "

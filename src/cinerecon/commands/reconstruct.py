@@ -26,7 +26,7 @@ import torch
 from ..data.export import (DEFAULT_FPS, FORMATS, MIN_MOVIE_SIDE, ReconRecord, check_fps, check_scale, output_paths,
                            require_mp4, write_outputs)
 from ..data.sample import CineSample
-from ..data.transforms import mask_key as key_for_accel, parse_mask_key
+from ..data.transforms import parse_mask_key
 from ..errors import CineReconError, ConfigError, DataError, WeightsNotFoundError
 from ..files import check_can_write, check_writable, inside, safe_name
 from . import check_device
@@ -42,19 +42,8 @@ def normalise_accel(accel: str | None) -> str | None:
     ``'Uniform8'`` -> ``'R08'``, ``'ktRadial8'`` -> ``'R08_ktRadial'``. ``'none'`` / None -> None
     (k-space as stored); other keys pass through.
     """
-    from ..data.cmrxrecon import CHALLENGE_PATTERNS, challenge_key
-
     if accel is None or accel.lower() in (STORED, "stored", ""):
         return None
-    key = challenge_key(accel)
-    if key is not None:
-        return key
-    m = re.fullmatch(r"[Rr](\d+)_(\w+)", accel.strip())
-    if m:  # zero-padded R; the challenge's spelling of its k-t patterns (our own keys, e.g. R08_uniform, kept)
-        suffix = m.group(2)
-        if suffix.lower().startswith("kt"):
-            suffix = CHALLENGE_PATTERNS.get(suffix.lower(), suffix)
-        return key_for_accel(int(m.group(1))) + "_" + suffix
     return parse_mask_key(accel)
 
 
