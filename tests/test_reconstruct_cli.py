@@ -219,3 +219,27 @@ def test_a_bad_file_after_good_ones_says_their_outputs_are_kept(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "zz_nan.h5" in err[0] and "the 2 slice(s) before it were written and are kept" in err[0]
     assert sorted(p.name for p in out.iterdir()) == ["a0_zero_filled_R04.h5", "a1_zero_filled_R04.h5"]
+
+
+def test_grappa_on_k_t_random_lines_is_warned_once(tmp_path, capsys):
+    """GRAPPA on a mask that is not an equispaced grid says so (once per run); on a grid it says nothing."""
+    pytest.importorskip("cinerecon.classical.grappa")
+    h5mod = pytest.importorskip("cinerecon.data.h5")
+    from cinerecon.data.sample import CineSample, SampleMeta
+    from cinerecon.masks import MaskSpec, make_mask
+
+    t, w = 4, 32
+    for i in range(2):
+        d = make_file(tmp_path / f"s{i}.h5", c=4, t=t, h=24, w=w, seed=i)
+        sample = CineSample(torch.from_numpy(d["k"]), torch.ones(1, 1, 1, w), torch.from_numpy(d["maps"]),
+                            torch.from_numpy(d["x"]), SampleMeta(name=f"s{i}"))
+        masks = {"R04": make_mask(MaskSpec("equispaced_acs", 4, 8), t, w, seed=i),
+                 "R04_ktGaussian": make_mask(MaskSpec("random_acs", 4, 8), t, w, seed=i)}
+        h5mod.write_h5(tmp_path / f"s{i}.h5", sample, masks, overwrite=True)
+    base = ["reconstruct", str(tmp_path), "--method", "grappa", "--formats", "h5", "--quiet"]
+    assert main(base + ["--accel", "R04", "--out", str(tmp_path / "grid")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(base + ["--accel", "ktGaussian4", "--out", str(tmp_path / "kt")]) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert len(err) == 1 and "GRAPPA" in err[0] and "R04_ktGaussian" in err[0]
+    assert len(list((tmp_path / "kt").glob("*.h5"))) == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..data.sample import CineSample
 from ..data.transforms import parse_mask_key
 from ..errors import CineReconError, ConfigError, DataError, WeightsNotFoundError
 from ..files import check_can_write, check_writable, inside, safe_name
+from ..masks import regular_lines
 from . import check_device
 
 STORED = "none"
@@ -309,8 +311,16 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
 
+    irregular_said = False
+
     def load(f: Path) -> CineSample:
+        nonlocal irregular_said
         sample = read_h5(f, mask_key=None if f in as_stored else mask_key)
+        if rec.name == "grappa" and not irregular_said and not regular_lines(sample.mask):
+            irregular_said = True
+            print(f"reconstruct: warning: {f}: mask {mask_key or 'as stored'} is not an equispaced line grid (k-t "
+                  "random lines?); GRAPPA interpolates regular grids and can fall below zero-filling on such "
+                  "masks: cg_sense, lplus_s or crunet suit them", file=sys.stderr, flush=True)
         if no_acs_maps:
             from ..coils import maps_from_time_average
             from .prepare import time_average_problem
