@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cinerecon.errors import ConfigError
-from cinerecon.train.schedule import make_scheduler, warmup_cosine
+from cinerecon.train.schedule import make_scheduler, warmup_cosine, warmup_note
 
 
 def _lrs(sched, opt, n):
@@ -33,10 +33,10 @@ def test_per_epoch_values_at_key_points():
 
 
 def test_per_step_matches_fractional_epochs():
-    f = warmup_cosine(1.0, 0.5, warmup_epochs=2, epochs=6, steps_per_epoch=4)
+    f = warmup_cosine(1.0, 0.5, warmup_epochs=2, epochs=8, steps_per_epoch=4)
     assert f(0) == pytest.approx(1 / 9) and f(7) == pytest.approx(8 / 9)
-    assert f(8) == pytest.approx(1.0) and f(23) == pytest.approx(0.5)
-    mid = 8 + (23 - 8) / 2
+    assert f(8) == pytest.approx(1.0) and f(31) == pytest.approx(0.5)
+    mid = 8 + (31 - 8) / 2
     assert f(int(mid)) > 0.75 > f(int(mid) + 1)  # cosine passes its midpoint half-way
 
 
@@ -60,3 +60,14 @@ def test_bad_schedule_raises():
         warmup_cosine(1e-4, 2e-4, 1, 10)
     with pytest.raises(ConfigError):
         warmup_cosine(1e-4, 1e-5, 1, 0)
+
+
+def test_warmup_takes_at_most_a_quarter_of_a_short_run():
+    """The fine-tuning preset (5 warm-up epochs) cut to 6 epochs still reaches its peak and decays."""
+    f = warmup_cosine(1e-4, 5e-5, warmup_epochs=5, epochs=6)
+    assert f.warmup == 1 and f(1) == pytest.approx(1.0) and f(5) == pytest.approx(0.5)
+    assert warmup_note(5, 6) is not None and "1 of 6 epochs" in warmup_note(5, 6)
+    one = warmup_cosine(1e-4, 5e-5, warmup_epochs=5, epochs=1, steps_per_epoch=8)  # one epoch stepped per batch
+    assert one.warmup == 2 and one(2) == pytest.approx(1.0) and one(7) == pytest.approx(0.5)
+    assert warmup_note(5, 32) is None and warmup_cosine(1e-4, 5e-5, 5, 32).warmup == 5  # the paper's, as written
+    assert warmup_note(10, 40) is None and warmup_cosine(3e-4, 1e-4, 10, 40).warmup == 10

@@ -63,7 +63,7 @@ from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distri
 from .ema import WeightEMA
 from .stop import check as stop_requested
 from .losses import LossTerms, reconstruction_loss
-from .schedule import make_scheduler, warmup_cosine
+from .schedule import make_scheduler, warmup_cosine, warmup_note
 
 RUN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.jsonl")
 TB_DIR = "tb"
@@ -375,6 +375,9 @@ def _start(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None,
                                   weight_decay=cfg.optim.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_epochs, cfg.epochs,
                                len(loader) if per_step else 1)
+    note = warmup_note(cfg.optim.warmup_epochs, cfg.epochs, len(loader) if per_step else 1)
+    if note and info.is_main:
+        print(f"train: {note}", file=sys.stderr, flush=True)
     start_epoch, step, best = 0, 0, None
     if resume_ck is not None:
         if resume_ck.optimizer is None or resume_ck.scheduler is None:
@@ -399,7 +402,8 @@ def _start(cfg: TrainConfig, train_set: Dataset | None, val_set: Dataset | None,
     start.set_aside(cfg.overwrite)
     if info.is_main:
         atomic_write_text(run / "config.yaml", dump_yaml(saved_config(cfg)), fsync=True)
-    _announce(cfg, model, train_set, val_set, loader, device, info, step_s, budget)
+    _announce(cfg, model, train_set, val_set, loader, device, info, step_s, budget,
+              resumed_from=None if resume_ck is None else start_epoch)
     return _train_epochs(_Training(cfg, run, model, ema, optimizer, scheduler, loader, sampler, vloader, train_set,
                                    budget, device, info, start), start_epoch, step, best)
 
@@ -610,22 +614,42 @@ def _probe_step(model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.d
 
 
 def _announce(cfg: TrainConfig, model: nn.Module, train_set: Dataset, val_set: Dataset | None, loader: Any,
-              device: torch.device, info: DistInfo, step_s: float, budget: "_Budget | None" = None) -> None:
-    """Print the start-up line: model, device, parameters, data, steps and seconds per step."""
+              device: torch.device, info: DistInfo, step_s: float, budget: "_Budget | None" = None,
+              resumed_from: int | None = None) -> None:
+    """Print the start-up line: model, device, parameters (and weight sets), initial image, data and masks,
+    the epoch a resumed run continues after, steps and seconds per step."""
     if not info.is_main:
         return
-    n_params = sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)
-    extra = ""
+    net = unwrap(model)
+    n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    what = f"{n_params:,} trainable parameters"
+    second = getattr(net, "uncalibrated_cascades", None)
+    if second is not None:
+        n_second = sum(p.numel() for p in second.parameters() if p.requires_grad)
+        what += (f" in two weight sets (main {n_params - n_second:,}: items whose mask has a calibration block; "
+                 f"k-t {n_second:,}: the others; each set trains on its own items only)")
+    start = full_kwargs(cfg.model.name, cfg.model.kwargs).get("initial_image")
+    if start is not None:
+        what += f", initial image {start}"
+    if cfg.data.kind == "real_cine":
+        masks = f"{len(cfg.data.real.masks)} mask patterns drawn per item"
+    elif cfg.data.masks:
+        masks = f"{len(cfg.data.masks)} mask pattern(s) drawn per item"
+    else:
+        masks = f"stored mask {cfg.data.mask_key}"
+    extra = "" if resumed_from is None else f"; resuming after epoch {resumed_from}"
     if cfg.optim.ema_decay is not None:
         extra += f", weights averaged (EMA, decay {cfg.optim.ema_decay:g})"
     if cfg.time_budget_min is not None:
         extra += f", time budget {cfg.time_budget_min:g} min"
         if budget is not None and budget.epoch_start is not None and step_s > 0:
             fit = max(0, int((60.0 * cfg.time_budget_min - (budget.epoch_start - budget.start)) // step_s))
-            extra += f" (about {fit} steps, {fit / max(len(loader), 1):.3g} epochs)"
+            room = fit / max(len(loader), 1)
+            extra += (f" (about {fit} steps, {room:.3g} epochs)" if room < cfg.epochs
+                      else f" (room for the {cfg.epochs} epochs asked)")
     print(f"train: {cfg.model.name} on {device} ({torch.get_num_threads()} threads, {info.world_size} "
-          f"process(es)), {n_params:,} trainable parameters; {len(train_set)} training items "
-          f"({cfg.data.kind}: {cfg.data.root}), {0 if val_set is None else len(val_set)} validation items; "
+          f"process(es)), {what}; {len(train_set)} training items "
+          f"({cfg.data.kind}: {cfg.data.root}, {masks}), {0 if val_set is None else len(val_set)} validation items; "
           f"{len(loader)} steps per epoch, {cfg.epochs} epochs; about {step_s:.2f} s per step{extra}",
           file=sys.stderr, flush=True)
 

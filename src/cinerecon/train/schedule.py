@@ -8,6 +8,12 @@ stepping per batch), the multiplier of the peak learning rate at scheduler posit
 
 with m = min_lr / lr: the peak is reached at i = W and the minimum at the last position
 i = N - 1. Positions past the end stay at the minimum.
+
+The warm-up takes at most a quarter of the run (:data:`MAX_WARMUP_FRACTION`): W is
+``min(warmup_epochs * steps_per_epoch, floor(N / 4))``, so a short run (a fine-tuning of a few
+epochs, a run cut by its time budget) still reaches its peak learning rate and decays; the
+paper's schedules (10 warm-up epochs of hundreds, 5 of the 32 fine-tuning epochs) are as
+written. :func:`warmup_note` says when the cap applies.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
+
+MAX_WARMUP_FRACTION = 0.25  # the warm-up takes at most this share of the scheduler positions
 
 
 @dataclass
@@ -60,7 +68,26 @@ def warmup_cosine(lr: float, min_lr: float, warmup_epochs: int, epochs: int,
     if epochs < 1 or warmup_epochs < 0 or steps_per_epoch < 1:
         raise ConfigError(f"bad schedule lengths: epochs={epochs}, warmup={warmup_epochs}, "
                          f"steps_per_epoch={steps_per_epoch}")
-    return WarmupCosine(warmup_epochs * steps_per_epoch, epochs * steps_per_epoch, min_lr / lr)
+    total = epochs * steps_per_epoch
+    return WarmupCosine(min(warmup_epochs * steps_per_epoch, int(MAX_WARMUP_FRACTION * total)), total, min_lr / lr)
+
+
+def warmup_note(warmup_epochs: int, epochs: int, steps_per_epoch: int = 1) -> str | None:
+    """A line saying that :data:`MAX_WARMUP_FRACTION` shortened the warm-up, or None when it did not.
+
+    Args:
+        warmup_epochs: the configured warm-up epochs.
+        epochs: total epochs.
+        steps_per_epoch: scheduler positions per epoch (1 when stepping per epoch).
+    """
+    total = epochs * steps_per_epoch
+    capped = int(MAX_WARMUP_FRACTION * total)
+    if warmup_epochs * steps_per_epoch <= capped:
+        return None
+    unit = "steps" if steps_per_epoch > 1 else "epochs"
+    what = f"shortened to {capped} of {total} {unit}" if capped else f"dropped (the run has {total} {unit})"
+    return (f"warm-up {what}: it takes at most a quarter of the run, and optim.warmup_epochs={warmup_epochs} of "
+            f"{epochs} epochs would leave too little at the peak learning rate")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, lr: float, min_lr: float, warmup_epochs: int,
