@@ -1,6 +1,6 @@
 """``cinerecon train``: train a reconstruction model on our HDF5 files.
 
-    cinerecon train DATA_DIR --model crunet --accel 8 --epochs N --out RUN_DIR
+    cinerecon train DATA_DIR --model crunet --accel 8|KEY --epochs N --out RUN_DIR
                     [--config YAML] [--init CKPT] [--resume] [--batch-size B] [--overwrite]
                     [--time-budget MINUTES] [key=value ...]
 
@@ -16,6 +16,8 @@ import argparse
 import dataclasses
 import math
 import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -53,13 +55,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="Examples:\n  cinerecon train data/ --model crunet --accel 8 --epochs 100 --out runs/crunet_r8\n"
                "  cinerecon train data/ --config configs/ablations/no_side_branches.yaml --out runs/abl1\n"
                "  cinerecon train vendorB/ --init runs/crunet_r8/best.pt --out runs/ft  (finetune preset)\n"
+               "  cinerecon train cmrx/ --accel ktGaussian8 --init runs/crunet_r8/best.pt --out runs/ft_kt  "
+               "(stored mask R08_ktGaussian)\n"
                "  cinerecon train data/ --out runs/crunet_r8 --resume\n"
                "  cinerecon train data/ --model crunet --accel 8 --epochs 100 --time-budget 30 --out runs/r8_30min")
     p.add_argument("data_dir", help="directory of HDF5 files (optional train.txt / val.txt list the split)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. optim.lr=1e-4 model.kwargs.chans=32 data.frames_window=5")
     p.add_argument("--model", help="registered model name (resets model.kwargs when it changes the model)")
-    p.add_argument("--accel", type=int, help="acceleration: uses the stored mask R<accel> (e.g. 8 -> R08)")
+    p.add_argument("--accel", metavar="R|KEY",
+                   help="stored mask to train on (config key data.mask_key): an acceleration (8 -> R08; with "
+                        "data.masks it also sets their R) or a mask key as stored under masks/ (R08tv, "
+                        "R08_ktGaussian; CMRxRecon2024 names too: ktGaussian8 -> R08_ktGaussian, Uniform8 -> R08)")
     p.add_argument("--epochs", type=int, help="number of epochs")
     p.add_argument("--out", help="run directory (checkpoints, config.yaml, TensorBoard logs)")
     p.add_argument("--config", help="YAML config (see configs/)")
@@ -92,6 +99,25 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _accel_key(text: str) -> tuple[str, int | None]:
+    """``--accel``'s value as (mask key, acceleration): ``'8'`` / ``'R8'`` / ``'Uniform8'`` -> ('R08', 8);
+    ``'R08tv'`` -> ('R08tv', None); ``'ktGaussian8'`` -> ('R08_ktGaussian', None) (as reconstruct/evaluate read it).
+    """
+    import re
+
+    from ..data.transforms import parse_mask_key
+
+    text = str(text).strip()
+    if re.fullmatch(r"[+-]?\d+", text) and int(text) < 1:
+        raise ConfigError(f"--accel must be >= 1 or a mask key such as R08 or R08_ktGaussian, got {text!r}")
+    key = parse_mask_key(text)
+    if not key or not re.fullmatch(r"[A-Za-z0-9][\w.+-]*", key):
+        raise ConfigError(f"--accel {text!r} is neither an acceleration (e.g. 8) nor a mask key (e.g. R08, R08tv, "
+                          "R08_ktGaussian)")
+    plain = re.fullmatch(r"R(\d+)", key)
+    return key, (int(plain.group(1)) if plain else None)
+
+
 def _check_init_model(init: str, name: str) -> None:
     """Refuse ``--model NAME`` with an ``--init`` checkpoint of another model (its architecture would win)."""
     from ..train.checkpoints import load_model
@@ -113,11 +139,10 @@ def resolve(args: argparse.Namespace):
         base = Path(args.out) / "config.yaml"
     cfg = load_config(base, (), preset="finetune" if args.init else None)
     data = dataclasses.replace(cfg.data, root=str(args.data_dir))
-    if args.accel is not None:
-        if args.accel < 1:
-            raise ConfigError(f"--accel must be >= 1, got {args.accel}")
-        data = dataclasses.replace(data, mask_key=f"R{args.accel:02d}",
-                                   masks=[MaskSpec(m.kind, args.accel, m.acs) for m in data.masks])
+    key, accel = _accel_key(args.accel) if args.accel is not None else (None, None)
+    if key is not None:
+        masks = [MaskSpec(m.kind, accel, m.acs) for m in data.masks] if accel is not None else data.masks
+        data = dataclasses.replace(data, mask_key=key, masks=masks)
     if args.batch_size is not None:
         data = dataclasses.replace(data, batch_size=args.batch_size)
     model = cfg.model
@@ -147,7 +172,12 @@ def resolve(args: argparse.Namespace):
     for o in overrides:
         if "=" not in o:
             raise ConfigError(f"unexpected argument {o!r}: overrides look like key.sub=value")
-    return with_overrides(cfg, overrides) if overrides else cfg
+    cfg = with_overrides(cfg, overrides) if overrides else cfg
+    if key is not None and accel is None and cfg.data.masks and cfg.data.mask_key == key:
+        raise ConfigError(f"--accel {args.accel} names the stored mask {key!r}, but data.masks draws masks on the "
+                          "fly (and wins over stored masks); give an acceleration (e.g. --accel 8) to set their R, "
+                          "or data.masks=[] to train on the stored mask")
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,8 +191,54 @@ def run(args: argparse.Namespace) -> int:
     from ..train.stop import on_sigterm
 
     cfg = resolve(args)
-    with on_sigterm():
-        run_dir = fit(cfg)
+    try:
+        with on_sigterm():
+            run_dir = fit(cfg)
+    except KeyboardInterrupt:
+        _say_stopped("Ctrl-C", cfg, args)
+        return 130
+    except SystemExit as e:
+        if e.code == 128 + signal.SIGTERM:
+            _say_stopped("SIGTERM", cfg, args)
+        raise
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
         print(f"run directory: {run_dir} (best.pt, last.pt, config.yaml, metrics.jsonl, tb/)")
     return 0
+
+
+def _saved_epoch(path: Path) -> int | None:
+    """The epoch a run's ``last.pt`` holds, or None when it cannot be read (cheaply: memory-mapped, tensors unread)."""
+    import torch
+
+    from ..train.checkpoints import is_our_checkpoint
+
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # e.g. a legacy (non-zip) file, which cannot be memory-mapped
+            from ..train.checkpoints import read_checkpoint
+
+            return int(read_checkpoint(path).epoch)
+        return int(obj["epoch"]) if is_our_checkpoint(obj) and "epoch" in obj else None
+    except (Exception, KeyboardInterrupt):  # a damaged file, or a second Ctrl-C while reading: no epoch
+        return None
+
+
+def _say_stopped(how: str, cfg, args: argparse.Namespace) -> None:
+    """One stderr line (rank 0) for a run stopped by Ctrl-C or SIGTERM: what last.pt holds and how to continue."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    line = f"train: stopped ({how})"
+    try:
+        run = Path(cfg.out)
+        last = run / "last.pt"
+        if last.is_file():
+            epoch = _saved_epoch(last)
+            held = f" holds epoch {epoch}" if epoch is not None else " is kept"
+            command = shlex.join(["cinerecon", "train", str(args.data_dir), "--out", str(run), "--resume"])
+            line += f"; {last}{held}: continue with `{command}`"
+        else:
+            line += f" before an epoch was saved (no {last} to resume from)"
+    except Exception:  # the message must never hide the stop itself
+        pass
+    print(line, file=sys.stderr, flush=True)

@@ -509,6 +509,9 @@ class CineH5Dataset(Dataset):
         seed: base seed of all randomness.
         window_start: fixed first frame of the window; None draws it at random (training).
         augment: random exact flips / time reversal / time shift (fully sampled files only).
+        check: read every file's structure now (:func:`h5_info`, no arrays) and refuse, naming
+            the first such file, a file that lacks the stored mask ``mask_key`` (when masks are
+            not drawn on the fly); otherwise files are first opened by ``__getitem__``.
 
     Attributes:
         files: the file paths, in item order.
@@ -516,8 +519,10 @@ class CineH5Dataset(Dataset):
 
     def __init__(self, root: str | Path | Sequence[str | Path], mask_key: str | None = "R08",
                  mask_spec: MaskSpec | Sequence[MaskSpec] | None = None, frames_window: int | None = None,
-                 seed: int = 0, window_start: int | None = None, augment: bool = False) -> None:
+                 seed: int = 0, window_start: int | None = None, augment: bool = False,
+                 check: bool = False) -> None:
         self.files = _list_files(root)
+        self._infos: list[H5Info] | None = None
         if isinstance(mask_spec, Sequence) and len(mask_spec) == 0:
             raise ConfigError("mask_spec list is empty")
         if frames_window is not None and frames_window < 1:
@@ -529,6 +534,37 @@ class CineH5Dataset(Dataset):
         self.window_start = window_start
         self.augment = augment
         self.epoch = 0
+        if check:
+            self.check_files()
+
+    def infos(self) -> list[H5Info]:
+        """The :class:`H5Info` of every file, in item order (read once, structure only)."""
+        if self._infos is None:
+            self._infos = [h5_info(p) for p in self.files]
+        return self._infos
+
+    def check_files(self) -> None:
+        """Refuse (DataError, one line) a file that lacks the stored mask this dataset applies.
+
+        Only the HDF5 structure is read (:meth:`infos`). Nothing is checked for masks drawn on
+        the fly (``mask_spec``) or for data used as stored (``mask_key`` None).
+        """
+        infos = self.infos()
+        key = None if self.mask_spec is not None else self.mask_key
+        if key is None:
+            return
+        lacking = [i for i in infos if key not in i.mask_keys]
+        if lacking:
+            first, n, total = lacking[0], len(lacking), len(infos)
+            count = f"{n} of {total} file{'s' if total > 1 else ''} lack{'s' if n == 1 else ''} it"
+            raise DataError(f"{first.path}: no stored mask 'masks/{key}' (data.mask_key); this file has "
+                            f"{list(first.mask_keys)} ({count}): give a key that every file has (--accel KEY or "
+                            "data.mask_key=KEY), or draw masks on the fly with data.masks")
+
+    def item_shapes(self) -> list[tuple[int, int, int, int]]:
+        """(C, T, H, W) of each item (T is ``frames_window`` when set), from the file structure only."""
+        return [(c, t if self.frames_window is None else self.frames_window, h, w)
+                for c, t, h, w in (i.shape for i in self.infos())]
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random windows, masks and augmentations drawn for each item."""

@@ -7,7 +7,9 @@ ones from our HDF5 files with :class:`cinerecon.data.h5.CineH5Dataset`.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -62,14 +64,30 @@ def build_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]
     train_files, val_files = split_files(Path(cfg.root), cfg.val_fraction)
     specs = list(cfg.masks) or None
     key = None if specs else cfg.mask_key
+    # the files are opened lazily; train_loader / val_loader check their structure at start-up
     train = CineH5Dataset(train_files, mask_key=key, mask_spec=specs, frames_window=cfg.frames_window, seed=seed,
                           augment=cfg.augment)
     val = None
+    if cfg.max_val_items is not None:
+        val_files = val_files[:cfg.max_val_items]
     if val_files:
         val = CineH5Dataset(val_files, mask_key=key, mask_spec=specs, frames_window=None, seed=seed + 1)
-        if cfg.max_val_items is not None and len(val) > cfg.max_val_items:
-            val = Subset(val, range(cfg.max_val_items))
     return train, val
+
+
+def check_files(dataset: Dataset, split: str) -> None:
+    """Start-up check of a dataset's files, for datasets that have one (``check_files()``, e.g.
+    :meth:`~cinerecon.data.h5.CineH5Dataset.check_files`: every file has the stored mask it applies,
+    read from the HDF5 structure only), so that a bad file is refused before training, not mid-epoch
+    (training) or after a whole epoch (validation). DataError names ``split`` (``training data: ...``).
+    """
+    check = getattr(dataset, "check_files", None)
+    if not callable(check):
+        return
+    try:
+        check()
+    except DataError as e:
+        raise DataError(f"{split} data: {e}") from e
 
 
 def _real_cine_datasets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]:
@@ -92,6 +110,32 @@ def loader_workers(cfg: DataConfig, dist: DistInfo, device: torch.device | None)
     return max(0, min(4, cores // max(dist.world_size, 1) - 1))
 
 
+def check_batchable(dataset: Dataset, batch_size: int) -> None:
+    """Refuse (DataError, at start-up) training items of different sizes when batches hold several.
+
+    Decided from the file structure only, for datasets that know their items' (C, T, H, W)
+    (``item_shapes()``, e.g. :class:`~cinerecon.data.h5.CineH5Dataset`); others are not checked
+    here (:func:`~cinerecon.data.sample.collate` refuses such a batch when it meets one).
+    """
+    shapes_of = getattr(dataset, "item_shapes", None)
+    if not callable(shapes_of):
+        return
+    shapes = list(shapes_of())
+    pad = bool(getattr(dataset, "pad_coils", False))  # collate pads the coil axis then
+    key = (lambda s: tuple(s[1:])) if pad else (lambda s: tuple(s))
+    if len({key(s) for s in shapes}) <= 1:
+        return
+    files = getattr(dataset, "files", None) or [f"item {i}" for i in range(len(shapes))]
+    other = next(i for i, s in enumerate(shapes) if key(s) != key(shapes[0]))
+    n = len({key(s) for s in shapes})
+    hint = ""
+    if len({(s[0], s[2], s[3]) for s in shapes}) == 1:  # the frame counts alone differ
+        hint = f", or data.frames_window={min(s[1] for s in shapes)} (windows of that many frames)"
+    raise DataError(f"data.batch_size={batch_size}: cannot batch the training items, which have {n} different "
+                    f"(C, T, H, W): {files[0]} is {tuple(shapes[0])}, {files[other]} is {tuple(shapes[other])}; "
+                    f"use data.batch_size=1 (--batch-size 1){hint}")
+
+
 def train_loader(dataset: Dataset, cfg: DataConfig, seed: int, dist: DistInfo,
                  device: torch.device | None = None) -> tuple[DataLoader, DistributedSampler]:
     """A shuffling loader whose order depends only on (seed, epoch); call ``sampler.set_epoch``.
@@ -103,6 +147,14 @@ def train_loader(dataset: Dataset, cfg: DataConfig, seed: int, dist: DistInfo,
     """
     if len(dataset) == 0:
         raise DataError("the training dataset is empty")
+    check_files(dataset, "training")
+    per_rank = math.ceil(len(dataset) / max(dist.world_size, 1))  # DistributedSampler pads to this
+    if cfg.batch_size > per_rank and dist.is_main:
+        share = f" ({per_rank} per process)" if dist.world_size > 1 else ""
+        print(f"train: note: data.batch_size={cfg.batch_size} but there are only {len(dataset)} training items"
+              f"{share}: batches hold {per_rank}", file=sys.stderr)
+    if min(cfg.batch_size, per_rank) > 1:
+        check_batchable(dataset, cfg.batch_size)
     sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                  seed=seed, drop_last=False)
     workers = loader_workers(cfg, dist, device)
@@ -114,7 +166,11 @@ def train_loader(dataset: Dataset, cfg: DataConfig, seed: int, dist: DistInfo,
 
 
 def val_loader(dataset: Dataset, cfg: DataConfig, dist: DistInfo, device: torch.device | None = None) -> DataLoader:
-    """Sequential loader over this process's share (every ``world_size``-th item, no padding)."""
+    """Sequential loader over this process's share (every ``world_size``-th item, no padding).
+
+    Every process checks every file first (:func:`check_files`), so all refuse alike.
+    """
+    check_files(dataset, "validation")
     shard = dataset if dist.world_size == 1 else Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
     return DataLoader(shard, batch_size=1, shuffle=False, num_workers=loader_workers(cfg, dist, device),
                       collate_fn=collate, pin_memory=device is not None and device.type == "cuda")
