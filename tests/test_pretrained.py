@@ -68,3 +68,18 @@ def test_beats_cg_sense_on_the_held_out_real_series(model):
         recon = model(k, mask, s.maps[None])[0]
     ref = cg_sense(k, mask, s.maps[None])[0]
     assert _psnr(recon, s.target) > _psnr(ref, s.target) + 0.3
+
+
+@pytest.mark.skipif(not HELD_OUT.is_file(), reason="../shared real cine series absent")
+def test_beats_lplus_s_on_k_t_random_lines_of_the_held_out_series(model):
+    """k-t random lines (new lines every frame around the ACS block, like CMRxRecon2024's ktGaussian):
+    where L+S is strongest, the shipped model (main weights, L+S start) still improves on its start."""
+    from cinerecon.classical.lowrank_sparse import lplus_s
+
+    s = real_cine_to_sample(HELD_OUT, coils=10, snr_db=35.0, seed=1, size=(96, 96), n_frames=8)
+    mask = make_mask(MaskSpec("random_acs", 8, 18), 8, 96, seed=3)[None]
+    k = s.kspace[None] * mask
+    with torch.no_grad():
+        recon = model(k, mask, s.maps[None])[0]
+    ref = lplus_s(k, mask, s.maps[None])[0]
+    assert _psnr(recon, s.target) > _psnr(ref, s.target) + 0.2
