@@ -101,3 +101,9 @@ def test_regular_lines_tells_grids_from_random_lines():
     m = make_mask(MaskSpec("equispaced_acs", 8, 24), 12, 128, seed=0).repeat(1, 12, 1, 1)
     m[0, 5, 0, 3] = 1 - m[0, 5, 0, 3]
     assert not regular_lines(m)
+    # two random lines beside a small block, moving every frame: too few to show a spacing, and moving
+    few = torch.zeros(1, 4, 1, 16)
+    few[..., 6:10] = 1
+    for t, (a, b) in enumerate(((0, 13), (2, 11), (1, 15), (3, 12))):
+        few[0, t, 0, [a, b]] = 1
+    assert not regular_lines(few) and regular_lines(few[:, :1])  # the same two lines in every frame: can't tell

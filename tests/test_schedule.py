@@ -71,3 +71,20 @@ def test_warmup_takes_at_most_a_quarter_of_a_short_run():
     assert one.warmup == 2 and one(2) == pytest.approx(1.0) and one(7) == pytest.approx(0.5)
     assert warmup_note(5, 32) is None and warmup_cosine(1e-4, 5e-5, 5, 32).warmup == 5  # the paper's, as written
     assert warmup_note(10, 40) is None and warmup_cosine(3e-4, 1e-4, 10, 40).warmup == 10
+
+
+def test_a_budget_refit_that_moves_the_warm_up_says_so(tmp_path, capsys):
+    """The time budget's refit of the epoch count rebuilds the schedule; a warm-up it shortens is said."""
+    from cinerecon.train.config import load_config
+    from cinerecon.train.distributed import DistInfo
+    from cinerecon.train.loop import _set_epochs
+
+    cfg = load_config(None, ["epochs=32", "optim.lr=1e-4", "optim.warmup_epochs=5", "optim.min_lr=5e-5"])
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    sched = make_scheduler(opt, 1e-4, 5e-5, warmup_epochs=5, epochs=32)
+    cfg = _set_epochs(cfg, 8, sched, 1, tmp_path, DistInfo())
+    assert cfg.epochs == 8 and sched.lr_lambdas[0].warmup == 2
+    err = capsys.readouterr().err
+    assert "warm-up now 2 epochs instead of 5 for 8 epochs" in err
+    _set_epochs(cfg, 9, sched, 1, tmp_path, DistInfo())  # the same warm-up: nothing to say
+    assert "warm-up" not in capsys.readouterr().err

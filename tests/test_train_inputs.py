@@ -212,3 +212,13 @@ def test_a_real_sigterm_after_an_epoch_prints_the_resume_hint(tmp_path):
     assert read_checkpoint(run / "last.pt").epoch == 1
     assert err[-1] == (f"train: stopped (SIGTERM); {run / 'last.pt'} holds epoch 1: continue with "
                        f"`cinerecon train {data} --out {run} --resume`")
+
+
+def test_accel_refuses_a_fractional_number():
+    from cinerecon.commands.train import _accel_key
+    from cinerecon.errors import ConfigError
+
+    for bad in ("8.5", "8.", "1e1"):
+        with pytest.raises(ConfigError, match="whole number"):
+            _accel_key(bad)
+    assert _accel_key("8") == ("R08", 8)

@@ -175,14 +175,18 @@ def regular_lines(mask: torch.Tensor) -> bool:
             than the frames (line masks).
 
     Returns:
-        True when every frame's non-central lines have one spacing (or are fewer than 3).
+        True when every frame's non-central lines have one spacing. A frame with too few lines
+        outside the block to show a spacing (under 3) counts as regular only when the mask is
+        the same in every frame; lines that move between frames are then taken for random ones.
     """
     w = mask.shape[-1]
-    frames = mask.reshape(-1, w).bool().cpu().numpy()
-    for line in np.unique(frames, axis=0):
+    frames = np.unique(mask.reshape(-1, w).bool().cpu().numpy(), axis=0)
+    for line in frames:
         lo, hi = central_run(line)
         idx = np.flatnonzero(line)
         idx = idx[(idx < lo) | (idx >= hi)]
+        if idx.size < 3 and frames.shape[0] > 1:
+            return False
         gaps = np.diff(idx)
         gaps = gaps[~((idx[:-1] < lo) & (idx[1:] >= hi))]  # the gap across the central run
         if gaps.size and (gaps != gaps[0]).any():

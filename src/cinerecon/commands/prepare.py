@@ -301,8 +301,15 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                         + (f" for subjects {subjects}" if subjects else ""))
     jobs: list[_Job] = []
     ignored_kus: list[Path] = []  # undersampled files of subjects with fully sampled data
+    not_lines: list[str] = []  # masks that vary along the readout (ktRadial): skipped, said once at the end
+    no_calib: list[str] = []  # undersampled-only files whose mask cannot calibrate coil maps: skipped likewise
     for s in found:
         for p in s.unrecognised:  # said even with --quiet: a mask silently missing changes what is written
+            other_view = re.match(r"^cine_(sax|lax|lvot)_([a-z0-9]+)_(mask|kus)_[A-Za-z]+\d+\.mat$", p.name)
+            if other_view:
+                print(f"prepare: warning: {p}: view 'cine_{other_view.group(1)}_{other_view.group(2)}' is not one "
+                      "this reader converts (sax, lax, lvot), ignored", file=sys.stderr)
+                continue
             print(f"prepare: warning: {p}: file name not recognised, ignored; expected "
                   f"{expected_name(next(d for d in p.parts[::-1] if d.startswith(('Mask_', 'UnderSample'))), s.view)}"
                   " (pattern and acceleration factor in the name)", file=sys.stderr)
@@ -325,11 +332,9 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                     check_mask(m.mask, t, h, w, f"{m.source} (mask {key!r} for {kf.path}, key {kf.key!r})")
                     if m.is_lines:
                         provided[key] = m.mask
-                    else:  # e.g. CMRxRecon2024 ktRadial; said even with --quiet, like the undersampled case
-                        print(f"prepare: {s.name}: mask {key} varies along the readout H ({m.source}, "
-                              f"(1, T, H, W) = {tuple(m.mask.shape)}); the retrospective masks 'masks/<key>' of "
-                              f"our HDF5 layout are phase-encode line masks (T|1, W), so {key} is not added to "
-                              f"{kf.path.name}'s slices", file=sys.stderr)
+                    else:  # e.g. CMRxRecon2024 ktRadial: not added to the slices (said once at the end)
+                        not_lines.append(f"{m.source} ({key}, (1, T, H, W) = {tuple(m.mask.shape)}, not added to "
+                                         f"{kf.path.name}'s slices)")
                 check_acs(cfg.acs, w, f"{kf.path} key {kf.key!r} (C, T, H, W) = {(c, t, h, w)}")
                 ignored_kus.extend(s.undersampled[k] for k in sorted(s.undersampled))
                 for z in range(kf.slices):
@@ -346,24 +351,29 @@ def prepare_cmrxrecon(src: Path, dst: Path, views: tuple[str, ...] = ("sax", "la
                     check_mask(masks[key].mask, kf.frames, kf.height, kf.width,
                                f"{masks[key].source} (mask {key!r} for {kf.path}, key {kf.key!r})")
                     if not masks[key].is_lines:  # e.g. CMRxRecon2024 ktRadial: not a line mask
-                        print(f"prepare: {s.name}: {path} is sampled with mask {key}, which varies along the "
-                              f"readout H ({masks[key].source}, (1, T, H, W) = "
-                              f"{tuple(masks[key].mask.shape)}); our HDF5 'mask' could hold it, but 'masks/<key>' "
-                              "and the line-mask code paths (ACS detection for coil maps, GRAPPA, the models' "
-                              "training masks) take phase-encode lines only, skipped", file=sys.stderr)
+                        not_lines.append(f"{path} (sampled with {key}, {masks[key].source}, (1, T, H, W) = "
+                                         f"{tuple(masks[key].mask.shape)}; skipped)")
                         continue
                     problem = calibration_problem(masks[key].mask, kf.height)
-                    if problem:  # before anything is written: no half-converted tree, no stale split lists
-                        raise DataError(f"{masks[key].source}: mask {key!r} (1, T, 1, W) = "
-                                        f"{tuple(masks[key].mask.shape)} for {kf.path} key {kf.key!r} "
-                                        f"(slices, C, T, H, W) = {kf.shape}: {problem}; this file has no fully "
-                                        "sampled reference to take them from (convert the other subjects with "
-                                        "--subjects)")
+                    if problem:  # decided from the mask before anything is written; the file is skipped
+                        no_calib.append(f"{path} key {kf.key!r} (slices, C, T, H, W) = {kf.shape} with mask {key!r} "
+                                        f"{tuple(masks[key].mask.shape)} of {masks[key].source}: {problem}")
+                        continue
                     for z in range(kf.slices):
                         name = f"{s.name}/{key}/slice{z:02d}"
                         meta = SampleMeta(name=name, view=view, source=str(path))
                         jobs.append(_Job(base / f"cine_{s.view}_{key}_s{z:02d}.h5", split, s.name, path, z, key, meta,
                                          {key: masks[key].mask}))
+    # said even with --quiet (what is not converted), once per kind with a count and the first case
+    if not_lines:
+        print(f"prepare: skipped {len(not_lines)} mask(s) that vary along the readout H (k-t radial; e.g. "
+              f"{not_lines[0]}): our HDF5 'mask' could hold them, but 'masks/<key>' and the line-mask code paths "
+              "(ACS detection for coil maps, GRAPPA, the models' training masks) take phase-encode lines only",
+              file=sys.stderr)
+    if no_calib:
+        print(f"prepare: skipped {len(no_calib)} undersampled-only file(s) whose mask gives no central lines to "
+              f"estimate coil maps from, and no fully sampled reference to take them from (e.g. {no_calib[0]})",
+              file=sys.stderr)
     for j in jobs:
         inside(dst, j.out)
     check_writable([j.out for j in jobs], cfg.overwrite)
@@ -432,7 +442,7 @@ def _cmrx_notes(jobs: list[_Job], cfg: PrepareConfig, user_split: bool,
         notes.append("mask keys stored: "
                      + ", ".join(f"{k} ({counts[k]} slice{'s' * (counts[k] != 1)})" for k in stored)
                      + " (give one to reconstruct / evaluate --accel"
-                     + (f"; reconstruct also takes the challenge's names: {', '.join(aliases)}" if aliases else "")
+                     + (f"; --accel of reconstruct, evaluate and train also takes the challenge's names: {', '.join(aliases)}" if aliases else "")
                      + ")")
     if ignored_kus:
         notes.append(f"ignored {len(ignored_kus)} undersampled file(s) of subjects with fully sampled data (e.g. "

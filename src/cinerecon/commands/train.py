@@ -110,6 +110,8 @@ def _accel_key(text: str) -> tuple[str, int | None]:
     text = str(text).strip()
     if re.fullmatch(r"[+-]?\d+", text) and int(text) < 1:
         raise ConfigError(f"--accel must be >= 1 or a mask key such as R08 or R08_ktGaussian, got {text!r}")
+    if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+[eE][+-]?\d+)", text):  # a number, not a whole one: no stored key is named so
+        raise ConfigError(f"--accel must be a whole number (the R of a stored mask, e.g. 8) or a mask key, got {text!r}")
     key = parse_mask_key(text)
     if not key or not re.fullmatch(r"[A-Za-z0-9][\w.+-]*", key):
         raise ConfigError(f"--accel {text!r} is neither an acceleration (e.g. 8) nor a mask key (e.g. R08, R08tv, "

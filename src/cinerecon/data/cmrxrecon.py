@@ -63,7 +63,7 @@ def accel_key(accel: int, pattern: str = "") -> str:
     """
     key = mask_key(accel)
     if pattern and pattern.lower() != "uniform":
-        key += f"_{pattern}"
+        key += f"_{CHALLENGE_PATTERNS.get(pattern.lower(), pattern)}"  # ktgaussian8.mat -> R08_ktGaussian
     return key
 
 

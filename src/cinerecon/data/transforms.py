@@ -38,24 +38,16 @@ def parse_mask_key(text: str) -> str:
     """A mask key from a user's acceleration: ``'8'``, ``'R8'``, ``'r08'`` -> ``'R08'``; other keys pass through.
 
     The CMRxRecon2024 names are aliases of our keys: ``'ktGaussian8'`` -> ``'R08_ktGaussian'``,
-    ``'Uniform8'`` -> ``'R08'``, ``'ktRadial8'`` -> ``'R08_ktRadial'``; ``'R8_ktgaussian'`` ->
-    ``'R08_ktGaussian'`` (our own suffixes, e.g. ``R08_uniform``, are kept as written).
+    ``'Uniform8'`` -> ``'R08'``, ``'ktRadial8'`` -> ``'R08_ktRadial'`` (any letter case). Every
+    other key, e.g. ``R08_uniform`` or a user's ``R8_foo``, is used exactly as typed.
     """
-    from .cmrxrecon import CHALLENGE_PATTERNS, challenge_key  # cmrxrecon imports this module
+    from .cmrxrecon import challenge_key  # cmrxrecon imports this module
 
     key = challenge_key(text)
     if key is not None:
         return key
     m = re.fullmatch(r"[Rr]?(\d+)", text.strip())
-    if m:
-        return mask_key(int(m.group(1)))
-    m = re.fullmatch(r"[Rr](\d+)_(\w+)", text.strip())
-    if m:  # zero-padded R; the challenge's spelling of its k-t patterns
-        suffix = m.group(2)
-        if suffix.lower().startswith("kt"):
-            suffix = CHALLENGE_PATTERNS.get(suffix.lower(), suffix)
-        return mask_key(int(m.group(1))) + "_" + suffix
-    return text
+    return mask_key(int(m.group(1))) if m else text
 
 
 def window_indices(frames: int, length: int, start: int) -> np.ndarray:

@@ -805,8 +805,14 @@ def _set_epochs(cfg: TrainConfig, epochs: int, scheduler: Any, steps_per_epoch: 
         return cfg
     cfg = dataclasses.replace(cfg, epochs=epochs)
     o = cfg.optim
+    before = getattr(scheduler.lr_lambdas[0], "warmup", None)
     scheduler.lr_lambdas = [warmup_cosine(o.lr, o.min_lr, o.warmup_epochs, cfg.epochs, steps_per_epoch)
                             for _ in scheduler.lr_lambdas]
+    after = scheduler.lr_lambdas[0].warmup
+    if before is not None and after != before and info.is_main:  # the warm-up cap follows the new length
+        unit = "steps" if steps_per_epoch > 1 else "epochs"
+        print(f"train: warm-up now {after} {unit} instead of {before} for {epochs} epochs (at most a quarter of "
+              "the run)", file=sys.stderr, flush=True)
     if info.is_main:
         atomic_write_text(run / "config.yaml", dump_yaml(saved_config(cfg)), fsync=True)
     return cfg
