@@ -222,3 +222,26 @@ def test_accel_refuses_a_fractional_number():
         with pytest.raises(ConfigError, match="whole number"):
             _accel_key(bad)
     assert _accel_key("8") == ("R08", 8)
+
+
+def test_undersampled_only_files_and_too_short_series_are_refused_at_start_up(tmp_path, capsys):
+    """Training needs a fully sampled reference in every file, and windows no longer than the series."""
+    data = _data(tmp_path / "data")
+    train = _split(data, "train")
+    out = tmp_path / "run"
+    assert main(["train", str(data), "--accel", "4", "--out", str(out), "--epochs", "1",
+                 "data.frames_window=9"] + COMMON) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewer than data.frames_window=9" in err[0] and "4 frames" in err[0]
+    with h5py.File(train[1], "a") as f:  # an undersampled-only file: k-space zeroed off the R04 lines
+        m = f["masks/R04"][()].reshape(-1)
+        k = f["kspace"][()]
+        k[..., m == 0] = 0
+        del f["kspace"], f["mask"]
+        f["kspace"] = k
+        f["mask"] = m.reshape(1, 1, 1, -1).astype("float32")
+        f.attrs["fully_sampled"] = False
+    assert main(["train", str(data), "--accel", "4", "--out", str(out), "--epochs", "1"] + COMMON) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(train[1]) in err[0] and "undersampled only" in err[0]
+    assert not out.exists() or not any(out.iterdir())

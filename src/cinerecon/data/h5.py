@@ -544,12 +544,26 @@ class CineH5Dataset(Dataset):
         return self._infos
 
     def check_files(self) -> None:
-        """Refuse (DataError, one line) a file that lacks the stored mask this dataset applies.
+        """Refuse (DataError, one line) a file this dataset cannot make training items from.
 
-        Only the HDF5 structure is read (:meth:`infos`). Nothing is checked for masks drawn on
-        the fly (``mask_spec``) or for data used as stored (``mask_key`` None).
+        Only the HDF5 structure is read (:meth:`infos`): a file whose k-space is undersampled
+        only (no fully sampled reference to train against), one with fewer frames than
+        ``frames_window``, and one that lacks the stored mask this dataset applies (not checked
+        for masks drawn on the fly, ``mask_spec``, or data used as stored, ``mask_key`` None).
         """
         infos = self.infos()
+        partial = [i for i in infos if not i.fully_sampled]
+        if partial:
+            raise DataError(f"{partial[0].path}: k-space (C, T, H, W) = {tuple(partial[0].shape)} is undersampled only "
+                            f"({len(partial)} of {len(infos)} files): training needs fully sampled k-space as its "
+                            "reference; leave such files out of the training and validation splits (prepare puts "
+                            "them in 'test')")
+        if self.frames_window is not None:
+            short = [i for i in infos if i.shape[1] < self.frames_window]
+            if short:
+                raise DataError(f"{short[0].path}: {short[0].shape[1]} frames (C, T, H, W) = {tuple(short[0].shape)}, "
+                                f"fewer than data.frames_window={self.frames_window} ({len(short)} of {len(infos)} "
+                                "files)")
         key = None if self.mask_spec is not None else self.mask_key
         if key is None:
             return
