@@ -16,7 +16,10 @@ Other 1D line patterns run too, but GRAPPA is an interpolation made for regular 
 frame (k-t Gaussian masks, 16 ACS lines) the wide gaps of the periphery are filled from
 one-sided, shrunk kernels, and a user audit measured it below zero-filling there (23.1 against
 24.4 dB, a human SAX series at R = 8); ``cinerecon evaluate`` leaves GRAPPA out for such masks
-unless it is asked for. A geometry whose extent along W does not fit the
+unless it is asked for. On a regular grid at R = 24 the gaps (23 lines) are wider than kernels
+fitted in a 24-line calibration block can bridge, and GRAPPA falls below zero-filling there too
+(33.08 against 34.07 dB on the held-out rat series, ``benchmarks/real_anatomy.py``), as its
+noise amplification at such rates would predict; it is kept as the paper's baseline. A geometry whose extent along W does not fit the
 calibration block is shrunk by dropping its farthest source lines until it does (e.g. 4 source
 lines at R = 10 with 24 ACS lines become 3), and also while it would have fewer than
 ``MIN_ROWS_PER_UNKNOWN`` calibration equations per weight (small images, narrow ACS).
