@@ -88,3 +88,16 @@ def test_a_budget_refit_that_moves_the_warm_up_says_so(tmp_path, capsys):
     assert "warm-up now 2 epochs instead of 5 for 8 epochs" in err
     _set_epochs(cfg, 9, sched, 1, tmp_path, DistInfo())  # the same warm-up: nothing to say
     assert "warm-up" not in capsys.readouterr().err
+
+
+def test_a_refit_after_the_warm_up_is_over_says_nothing(tmp_path, capsys):
+    from cinerecon.train.config import load_config
+    from cinerecon.train.distributed import DistInfo
+    from cinerecon.train.loop import _set_epochs
+
+    cfg = load_config(None, ["epochs=32", "optim.lr=1e-4", "optim.warmup_epochs=5", "optim.min_lr=5e-5"])
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    sched = make_scheduler(opt, 1e-4, 5e-5, warmup_epochs=5, epochs=32)
+    _lrs(sched, opt, 6)  # six epochs done: past any warm-up
+    _set_epochs(cfg, 8, sched, 1, tmp_path, DistInfo())
+    assert sched.lr_lambdas[0].warmup == 2 and "warm-up" not in capsys.readouterr().err

@@ -809,7 +809,8 @@ def _set_epochs(cfg: TrainConfig, epochs: int, scheduler: Any, steps_per_epoch: 
     scheduler.lr_lambdas = [warmup_cosine(o.lr, o.min_lr, o.warmup_epochs, cfg.epochs, steps_per_epoch)
                             for _ in scheduler.lr_lambdas]
     after = scheduler.lr_lambdas[0].warmup
-    if before is not None and after != before and info.is_main:  # the warm-up cap follows the new length
+    # the warm-up cap follows the new length; said while it can still matter (the warm-up not yet over)
+    if before is not None and after != before and scheduler.last_epoch < max(before, after) and info.is_main:
         unit = "steps" if steps_per_epoch > 1 else "epochs"
         print(f"train: warm-up now {after} {unit} instead of {before} for {epochs} epochs (at most a quarter of "
               "the run)", file=sys.stderr, flush=True)
