@@ -190,3 +190,17 @@ def test_mask_key_aliases_are_shared_by_every_verb():
     from cinerecon.data.cmrxrecon import accel_key as cmrx_key
 
     assert cmrx_key(8, "ktgaussian") == cmrx_key(8, "KTGAUSSIAN") == "R08_ktGaussian" and cmrx_key(8, "uniform") == "R08"
+
+
+def test_a_transposed_mask_is_named_as_such():
+    import torch
+
+    from cinerecon.data.cmrxrecon import check_mask
+    from cinerecon.errors import DataError
+
+    with pytest.raises(DataError, match="another order") as e:
+        check_mask(torch.ones(1, 16, 1, 4), 4, 20, 16, "m.mat")  # (T, W) swapped: (1, W, 1, T)
+    assert "m.mat" in str(e.value) and "(1, 16, 1, 4)" in str(e.value)
+    with pytest.raises(DataError) as e:
+        check_mask(torch.ones(1, 4, 1, 15), 4, 20, 16, "m.mat")  # a wrong width: no such hint
+    assert "another order" not in str(e.value)

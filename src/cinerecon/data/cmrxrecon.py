@@ -352,8 +352,13 @@ def check_mask(mask: torch.Tensor, frames: int, height: int, width: int, where: 
     ok = (mask.ndim == 4 and mask.shape[0] == 1 and mask.shape[1] in (1, frames)
           and mask.shape[2] in (1, height) and mask.shape[3] == width)
     if not ok:
+        dims = sorted(d for d in mask.shape if d != 1)
+        hint = ""
+        if dims and all(dims.count(d) <= [frames, height, width].count(d) for d in set(dims)):
+            hint = ("; its sizes are those of the k-space in another order: a mask written from Python "
+                    "(h5py, NumPy) in MATLAB's (kx, ky[, t]) order is read transposed, write it as (t, ky, kx)")
         raise DataError(f"{where}: mask shape {tuple(mask.shape)} (our (1, T, H, W) order; MATLAB (kx, ky[, t]) = "
-                        f"(H, W[, T])) does not match k-space (T, H, W) = ({frames}, {height}, {width})")
+                        f"(H, W[, T])) does not match k-space (T, H, W) = ({frames}, {height}, {width}){hint}")
 
 
 # --------------------------------------------------------------------------- discovery
