@@ -47,7 +47,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import subprocess
 import sys
@@ -61,7 +60,8 @@ from scipy.ndimage import binary_fill_holes, gaussian_filter
 
 from cinerecon.classical.cg_sense import cg_sense
 from cinerecon.coils import CROP, NOISE_THRESH, THRESH, auto_kernel, espirit_maps, find_calib_region, noise_edge
-from cinerecon.data.simulate import image_to_sample, noise_sigma, real_cine_to_sample
+from cinerecon.data.coil_geometry import real_cine_surface_sample
+from cinerecon.data.simulate import real_cine_to_sample
 from cinerecon.masks import MaskSpec, make_mask
 from cinerecon.operators import sampled_mean
 
@@ -96,13 +96,7 @@ def make_sample(path: Path, seed: int, args: argparse.Namespace):
     kw = dict(coils=args.coils, seed=seed, size=tuple(args.size), n_frames=min(args.frames, t))
     if args.geometry == "birdcage":
         return real_cine_to_sample(path, snr_db=args.snr_db, **kw)
-    from cinerecon.data.coil_geometry import surface_array_maps  # the lead's module; absent on old trees
-
-    clean = real_cine_to_sample(path, snr_db=math.inf, **kw)  # target = the noise-free complex image
-    rng = np.random.default_rng([seed, 7])
-    maps = surface_array_maps(args.coils, tuple(args.size), rng)
-    image = clean.target.numpy()
-    return image_to_sample(image, maps, noise_sigma(image, args.snr_db), rng, clean.meta)
+    return real_cine_surface_sample(path, snr_db=args.snr_db, **kw)
 
 
 def body_mask(target: torch.Tensor) -> torch.Tensor:

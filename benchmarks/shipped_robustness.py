@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cinerecon.classical import CLASSICAL
 from cinerecon.data.realistic import find_series, load_series
-from cinerecon.data.coil_geometry import surface_array_maps
+from cinerecon.data.coil_geometry import real_cine_surface_sample
 from cinerecon.data.sample import CineSample
-from cinerecon.data.simulate import image_to_sample, noise_sigma, real_cine_to_sample
+from cinerecon.data.simulate import real_cine_to_sample
 from cinerecon.errors import CineReconError
 from cinerecon.evaluate.metrics import series_metrics
 from cinerecon.masks import MaskSpec, make_mask
@@ -96,7 +94,7 @@ def make_sample(path: Path, cond: Condition, seed: int, frames: int) -> CineSamp
     Args:
         path: a real magnitude series (``.npz``).
         cond: size, coils, noise and coil geometry (``birdcage`` maps of
-            :func:`real_cine_to_sample`, or ``surface`` arrays of :func:`surface_array_maps`).
+            :func:`real_cine_to_sample`, or ``surface`` arrays of :func:`real_cine_surface_sample`).
         seed: seed of phase, maps and noise.
         frames: T, picked evenly over the cycle.
 
@@ -105,14 +103,8 @@ def make_sample(path: Path, cond: Condition, seed: int, frames: int) -> CineSamp
     """
     if cond.geometry not in ("birdcage", "surface"):
         raise CineReconError(f"condition {cond.name!r}: geometry must be 'birdcage' or 'surface', got {cond.geometry!r}")
-    kw = dict(coils=cond.coils, seed=seed, size=cond.size, n_frames=frames)
-    if cond.geometry == "birdcage":
-        return real_cine_to_sample(path, snr_db=cond.snr_db, **kw)
-    clean = real_cine_to_sample(path, snr_db=math.inf, **kw)  # target = the noise-free complex image
-    rng = np.random.default_rng([seed, 7])
-    maps = surface_array_maps(cond.coils, cond.size, rng)
-    image = clean.target.numpy()
-    return image_to_sample(image, maps, noise_sigma(image, cond.snr_db), rng, clean.meta)
+    make = real_cine_to_sample if cond.geometry == "birdcage" else real_cine_surface_sample
+    return make(path, coils=cond.coils, snr_db=cond.snr_db, seed=seed, size=cond.size, n_frames=frames)
 
 
 def run(args: argparse.Namespace) -> list[dict]:

@@ -216,6 +216,16 @@ def test_mask_robustness_smoke(tmp_path):
         assert r["recovered_fraction"] == pytest.approx(rec / drop, rel=1e-4, abs=2e-4 / abs(drop))
 
 
+def _disc_series(path: Path, side: int, frames: int) -> Path:
+    """A tiny magnitude cine (.npz, uint16): a bright disc of radius side // 5 + t growing over the frames."""
+    yy, xx = np.mgrid[:side, :side]
+    c, r = side // 2, side // 5
+    series = np.stack([(1000 + 800 * ((yy - c) ** 2 + (xx - c) ** 2 < (r + t) ** 2)).astype(np.uint16)
+                       for t in range(frames)])
+    np.savez(path, frames=series)
+    return path
+
+
 def test_shipped_robustness_smoke(tmp_path):
     """The shipped model on every condition of a tiny magnitude series; the summary agrees with the rows."""
     import json
@@ -223,11 +233,7 @@ def test_shipped_robustness_smoke(tmp_path):
     import numpy as np
 
     bench = _load("shipped_robustness")
-    yy, xx = np.mgrid[:40, :40]
-    frames = np.stack([(1000 + 800 * ((yy - 20) ** 2 + (xx - 20) ** 2 < (8 + t) ** 2)).astype(np.uint16)
-                       for t in range(3)])
-    series = tmp_path / "tiny_sax.npz"
-    np.savez(series, frames=frames)
+    series = _disc_series(tmp_path / "tiny_sax.npz", 40, 3)
     assert bench.main(["--series", str(series), "--out", str(tmp_path / "out"), "--frames", "3"]) == 0
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {r["condition"] for r in rows} == {c.name for c in bench.CONDITIONS}
@@ -312,11 +318,7 @@ def test_real_anatomy_smoke(tmp_path):
     from cinerecon.masks import make_mask
 
     bench = _load("real_anatomy")
-    yy, xx = np.mgrid[:48, :48]
-    frames = np.stack([(1000 + 800 * ((yy - 24) ** 2 + (xx - 24) ** 2 < (9 + t) ** 2)).astype(np.uint16)
-                       for t in range(4)])
-    series = tmp_path / "tiny_sax.npz"
-    np.savez(series, frames=frames)
+    series = _disc_series(tmp_path / "tiny_sax.npz", 48, 4)
     out = tmp_path / "out"
     assert bench.main(["--series", str(series), "--out", str(out), "--size", "48", "--frames", "4",
                        "--coils", "4", "--masks", "R8", "R8 k-t random", "--skip", "lplus_s"]) == 0

@@ -209,19 +209,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _saved_epoch(path: Path) -> int | None:
-    """The epoch a run's ``last.pt`` holds, or None when it cannot be read (cheaply: memory-mapped, tensors unread)."""
-    import torch
-
-    from ..train.checkpoints import is_our_checkpoint
+    """The epoch a run's ``last.pt`` holds, or None when it cannot be read."""
+    from ..train.checkpoints import read_checkpoint
 
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # e.g. a legacy (non-zip) file, which cannot be memory-mapped
-            from ..train.checkpoints import read_checkpoint
-
-            return int(read_checkpoint(path).epoch)
-        return int(obj["epoch"]) if is_our_checkpoint(obj) and "epoch" in obj else None
+        return int(read_checkpoint(path).epoch)
     except (Exception, KeyboardInterrupt):  # a damaged file, or a second Ctrl-C while reading: no epoch
         return None
 

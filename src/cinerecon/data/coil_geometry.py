@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .simulate import birdcage_maps
+from .sample import CineSample
+from .simulate import birdcage_maps, image_to_sample, noise_sigma, real_cine_to_sample
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
@@ -120,3 +121,30 @@ def random_coil_maps(size: tuple[int, int], rng: np.random.Generator, coils: tup
     if not compress:
         return maps, None
     return compress_maps(maps, c)
+
+
+def real_cine_surface_sample(path, coils: int, snr_db: float, seed: int, size: tuple[int, int],
+                             n_frames: int | None = None) -> CineSample:
+    """A real magnitude series as multi-coil k-space seen through surface arrays (:func:`surface_array_maps`).
+
+    :func:`~cinerecon.data.simulate.real_cine_to_sample` gives the noise-free complex image
+    (its synthetic phase), which is then sensed by the anterior / posterior loop arrays and
+    given complex noise of ``snr_db``; the maps and noise come from the private generator
+    ``default_rng([seed, 7])``.
+
+    Args:
+        path: a real ``.npz`` series.
+        coils: C.
+        snr_db: added-noise SNR in dB.
+        seed: seed of phase, maps and noise.
+        size: (H, W) of the images.
+        n_frames: frames picked evenly over the cycle (None: all).
+
+    Returns:
+        CineSample with fully sampled kspace (C, T, H, W), maps (C, 1, H, W), target (T, H, W).
+    """
+    clean = real_cine_to_sample(path, coils=coils, snr_db=math.inf, seed=seed, size=size, n_frames=n_frames)
+    rng = np.random.default_rng([seed, 7])
+    maps = surface_array_maps(coils, tuple(size), rng)
+    image = clean.target.numpy()
+    return image_to_sample(image, maps, noise_sigma(image, snr_db), rng, clean.meta)
