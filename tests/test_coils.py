@@ -517,3 +517,22 @@ def test_many_coils_keep_espirits_crop_and_crop_needs_eigen():
     assert torch.equal(ours, eigen) and ours[body].all() and not ours.all()
     with pytest.raises(ConfigError, match="support='eigen'"):
         espirit_maps(k, calib_mask=mask, crop=0.9)
+
+
+@pytest.mark.parametrize("kind, accel, acs, ok", [("uniform", 4, 0, False), ("equispaced_acs", 8, 8, True),
+                                                  ("time_varying", 4, 0, True)])
+def test_time_average_check_is_what_the_estimator_raises(kind, accel, acs, ok):
+    """prepare's pre-check of a mask and the estimator's own refusal are one check with one message."""
+    from cinerecon.commands.prepare import time_average_problem
+
+    t, h, w = 4, 24, 32
+    mask = make_mask(MaskSpec(kind, accel=accel, acs=acs), frames=t, width=w, seed=0)
+    k = torch.randn(3, t, h, w, dtype=torch.complex64) * mask
+    problem = time_average_problem(mask, h)
+    if problem is None:
+        assert maps_from_time_average(k, mask).shape == (3, 1, h, w)
+    else:
+        with pytest.raises(DataError) as err:
+            maps_from_time_average(k, mask)
+        assert problem in str(err.value)
+    assert (problem is None) == ok

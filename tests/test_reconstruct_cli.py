@@ -243,3 +243,27 @@ def test_grappa_on_k_t_random_lines_is_warned_once(tmp_path, capsys):
     err = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
     assert len(err) == 1 and "GRAPPA" in err[0] and "R04_ktGaussian" in err[0]
     assert len(list((tmp_path / "kt").glob("*.h5"))) == 2
+
+
+def test_two_set_model_records_the_weight_set_of_each_mask(tmp_path, capsys):
+    """The shipped two-set CRUNet-MR names, in each output and its progress line, the weights that
+    reconstructed it: the main ones for a mask with ACS lines, the k-t ones for lines without."""
+    h5mod = pytest.importorskip("cinerecon.data.h5")
+    from cinerecon.data.sample import CineSample, SampleMeta
+    from cinerecon.masks import MaskSpec, make_mask
+
+    t, w = 4, 24
+    d = make_file(tmp_path / "in" / "s0.h5", c=2, t=t, h=16, w=w)
+    sample = CineSample(torch.from_numpy(d["k"]), torch.ones(1, 1, 1, w), torch.from_numpy(d["maps"]),
+                        torch.from_numpy(d["x"]), SampleMeta(name="s0"))
+    masks = {"R04": make_mask(MaskSpec("equispaced_acs", 4, 8), t, w),
+             "R04_kt": make_mask(MaskSpec("time_varying", 4, 0), t, w)}
+    h5mod.write_h5(tmp_path / "in" / "s0.h5", sample, masks, overwrite=True)
+    for key, want in (("R04", "main"), ("R04_kt", "k-t")):
+        out = tmp_path / f"out_{key}"
+        assert main(["reconstruct", str(tmp_path / "in"), "--method", "crunet", "--accel", key,
+                     "--formats", "h5", "--out", str(out)]) == 0
+        assert f"{want} weights" in capsys.readouterr().out
+        (path,) = out.glob("*.h5")
+        with h5py.File(path, "r") as f:
+            assert f.attrs["weight_set"] == want and f.attrs["method"] == "crunet"

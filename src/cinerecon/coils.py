@@ -635,6 +635,36 @@ def _extrapolate_edges(maps: torch.Tensor, support: torch.Tensor, widths: tuple[
     return torch.where(changed[..., None] & (norm > 0), out / norm.clamp(min=1e-30), out)
 
 
+def time_average_problem(filled: torch.Tensor, kernel: int | None = None,
+                         max_calib: int = MAX_CALIB) -> str | None:
+    """Why :func:`maps_from_time_average` cannot calibrate on the pattern ``filled``, or None.
+
+    It calibrates ESPIRiT on the contiguous central block sampled in any frame, so it needs the
+    central phase-encode line (and readout point) and a block at least as wide as the kernel.
+
+    Args:
+        filled: (H, W) bool, the k-space locations sampled in any frame.
+        kernel: the ESPIRiT kernel width (None: :func:`auto_kernel` of the block).
+        max_calib: the largest calibration region side, as in :func:`espirit_maps`.
+    """
+    h, w = filled.shape
+    lo, hi = central_run(filled[h // 2].cpu().numpy())
+    lo_h, hi_h = central_run(filled[:, w // 2].cpu().numpy())
+    if hi == lo:
+        return f"no frame samples the central k-space line (ky = {w // 2} of W = {w}) needed to estimate coil maps"
+    if hi_h == lo_h:
+        return f"no frame samples the central readout point (kx = {h // 2} of H = {h}) needed to estimate coil maps"
+    region = find_calib_region(filled, None, max_calib)
+    kernel = auto_kernel(region) if kernel is None else kernel
+    if region.height < kernel or region.width < kernel:
+        lines = f"ky {lo}" + (f"-{hi - 1}" if hi - lo > 1 else "")
+        what = (f"only {region.width} contiguous central line(s) ({lines})" if region.height >= kernel
+                else f"a central block of only (H, W) = ({region.height}, {region.width})")
+        return (f"all frames together sample {what}, fewer than the {kernel} needed to estimate coil maps "
+                f"(ESPIRiT kernel {kernel})")
+    return None
+
+
 def maps_from_time_average(
     kspace: torch.Tensor,
     mask: torch.Tensor,
@@ -671,8 +701,7 @@ def maps_from_time_average(
         (C, 1, H, W) complex64 maps.
 
     Raises:
-        DataError: bad shapes, or when the time-averaged centre is not filled over at
-            least ``kernel`` lines (e.g. a static mask without ACS).
+        DataError: bad shapes, or :func:`time_average_problem` (e.g. a static mask without ACS).
     """
     k4 = _as_coil_frames(kspace, "maps_from_time_average")
     settings = _settings("maps_from_time_average", kernel, thresh, noise_thresh, crop, crop_thresh, support,
@@ -683,6 +712,9 @@ def maps_from_time_average(
     avg = sampled_mean(k4, sampled, dim=1)
     filled = sampled.any(dim=0)
     src = f"time-averaged kspace {tuple(kspace.shape)} with mask {tuple(mask.shape)}"
+    problem = time_average_problem(filled, kernel, max_calib)
+    if problem:
+        raise DataError(f"{src}: {problem}")
     region = find_calib_region(filled, None, max_calib, source=src)
     return _espirit_from_region(avg, region, settings, tuple(kspace.shape))
 

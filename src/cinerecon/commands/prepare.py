@@ -84,36 +84,18 @@ def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor | None, acs: int) -> 
 
 
 def time_average_problem(mask: torch.Tensor, height: int) -> str | None:
-    """Why coil maps cannot come from the time-averaged centre of k-space sampled with ``mask``, or None.
-
-    ``maps_from_time_average`` calibrates ESPIRiT on the contiguous central block sampled in any
-    frame; it needs the central phase-encode line and a block at least as wide as the ESPIRiT kernel.
+    """Why coil maps cannot come from the time-averaged centre of k-space sampled with ``mask``, or None
+    (:func:`cinerecon.coils.time_average_problem` of the locations it samples in any frame).
 
     Args:
         mask: (1, T|1, H|1, W) 0/1.
         height: H of the k-space.
     """
-    from ..coils import MAX_CALIB, auto_kernel, find_calib_region
-    from ..masks import central_run
+    from ..coils import time_average_problem as problem_of_pattern
 
     w = mask.shape[-1]
     m = mask.detach().cpu().reshape(-1, mask.shape[-2], w) != 0  # (T, H|1, W)
-    filled = m.any(dim=0).expand(height, w)  # sampled in any frame
-    lo, hi = central_run(filled[height // 2].numpy())
-    lo_h, hi_h = central_run(filled[:, w // 2].numpy())
-    if hi == lo or hi_h == lo_h:
-        return (f"no frame samples the central k-space line (ky = {w // 2} of W = {w}"
-                + (f", kx = {height // 2} of H = {height}" if mask.shape[-2] > 1 else "")
-                + ") needed to estimate coil maps")
-    region = find_calib_region(filled, None, MAX_CALIB)
-    kernel = auto_kernel(region)
-    if region.height < kernel or region.width < kernel:
-        lines = f"ky {lo}" + (f"-{hi - 1}" if hi - lo > 1 else "")
-        what = (f"only {region.width} contiguous central line(s) ({lines})" if region.height >= kernel
-                else f"a central block of only (H, W) = ({region.height}, {region.width})")
-        return (f"all frames together sample {what}, fewer than the {kernel} needed to estimate coil maps "
-                f"(ESPIRiT kernel {kernel})")
-    return None
+    return problem_of_pattern(m.any(dim=0).expand(height, w))
 
 
 def calibration_problem(mask: torch.Tensor, height: int) -> str | None:

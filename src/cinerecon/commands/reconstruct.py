@@ -110,6 +110,14 @@ class Reconstructor:
     def __call__(self, sample: CineSample) -> torch.Tensor:
         return self.batch([sample])[0]
 
+    def weight_set(self, sample: CineSample) -> str:
+        """``"main"`` or ``"k-t"``: the weight set of a two-set model that reconstructs ``sample``
+        (:meth:`~cinerecon.models.unrolled.Unrolled.main_weight_items`), ``""`` for other methods."""
+        if getattr(self.fn, "uncalibrated_cascades", None) is None:
+            return ""
+        main = self.fn.main_weight_items(sample.kspace[None], sample.mask[None].to(sample.kspace.real.dtype))
+        return "main" if main[0] else "k-t"
+
     def _check_cpu_fit(self, samples: list[CineSample], batch_size: int | None) -> list[torch.Tensor]:
         """On the CPU, refuse a batch that would not fit the available memory (before running it).
 
@@ -366,12 +374,14 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
                                 f"{tuple(sample.kspace.shape[1:])}")
             m = sample.meta
             record = ReconRecord(image, name=m.name, method=rec.name, source=str(f), mask_key=mask_key or "",
-                                 accel=float(m.accel), acs=int(m.acs), checkpoint=rec.checkpoint, seconds=seconds,
+                                 accel=float(m.accel), acs=int(m.acs), checkpoint=rec.checkpoint,
+                                 weight_set=rec.weight_set(sample), seconds=seconds,
                                  view=m.view, pixel_spacing=m.pixel_spacing, frame_times_ms=m.frame_times_ms,
                                  geometry=m.geometry)
             paths = write_outputs(stem, record, formats, fps=fps, overwrite=overwrite, scale=scale)
             if verbose:
-                print(f"{m.name}: {rec.name} ({mask_key or 'as stored'}, R={m.accel:g}) {seconds:.2f} s -> "
+                used = f", {record.weight_set} weights" if record.weight_set else ""
+                print(f"{m.name}: {rec.name} ({mask_key or 'as stored'}, R={m.accel:g}{used}) {seconds:.2f} s -> "
                       + ", ".join(str(p) for p in paths.values()))
             written.append(paths)
     except CineReconError as e:

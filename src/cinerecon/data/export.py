@@ -86,6 +86,8 @@ class ReconRecord:
         accel: nominal acceleration of that mask.
         acs: ACS lines of that mask.
         checkpoint: checkpoint path for learned methods, else ``""``.
+        weight_set: which weight set of a two-set model reconstructed it (``"main"`` for masks
+            with a calibration block, ``"k-t"`` for the others), else ``""``.
         seconds: reconstruction wall time.
         view: ``sax`` / ``lax`` / ``unknown``.
         pixel_spacing: (along H, along W) in mm, when known.
@@ -101,6 +103,7 @@ class ReconRecord:
     accel: float = 1.0
     acs: int = 0
     checkpoint: str = ""
+    weight_set: str = ""
     seconds: float = 0.0
     view: str = "unknown"
     pixel_spacing: tuple[float, float] | None = None
