@@ -341,3 +341,24 @@ def test_real_anatomy_smoke(tmp_path):
     table = (out / "results.md").read_text()
     line = next(ln for ln in table.splitlines() if ln.startswith("| R8 k-t random | true |"))
     assert f"{expect:.2f} / " in line and "—" in line  # zero-filled cell, and no GRAPPA
+
+
+def test_robustness_field_condition_embeds_the_series():
+    """A field condition puts the reference image, pixel for pixel, at the centre of a zero background."""
+    import numpy as np
+
+    from cinerecon.data.simulate import magnitude_cine_to_sample
+    from cinerecon.errors import ConfigError
+
+    rng = np.random.default_rng(0)
+    frames = rng.random((3, 12, 10)).astype(np.float32) + 0.5
+    small = magnitude_cine_to_sample(frames, coils=2, snr_db=float("inf"), seed=0)
+    big = magnitude_cine_to_sample(frames, coils=2, snr_db=float("inf"), seed=0, field=(20, 15))
+    assert big.kspace.shape == (2, 3, 20, 15) and big.maps.shape == (2, 1, 20, 15)
+    inner = big.target[:, 4:16, 2:12]
+    np.testing.assert_allclose(inner.abs().numpy(), small.target.abs().numpy(), rtol=1e-5, atol=1e-6)
+    outside = big.target.abs().clone()
+    outside[:, 4:16, 2:12] = 0
+    assert float(outside.max()) < 1e-6  # zero up to the FFT round trip of the target
+    with pytest.raises(ConfigError, match="field"):
+        magnitude_cine_to_sample(frames, coils=2, seed=0, field=(11, 15))

@@ -751,11 +751,23 @@ def _crop_resize(frames: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray,
     return out.astype(np.float32), (ch, cw)
 
 
+def _embed(frames: np.ndarray, field: tuple[int, int], name: str) -> np.ndarray:
+    """(T, h, w) frames at the centre of a zero (T, H, W) field (floor of the margin before)."""
+    t, h, w = frames.shape
+    if field[0] < h or field[1] < w:
+        raise ConfigError(f"{name}: field (H, W) = {field} must be at least the series' (H, W) = ({h}, {w})")
+    out = np.zeros((t, *field), dtype=frames.dtype)
+    y0, x0 = (field[0] - h) // 2, (field[1] - w) // 2
+    out[:, y0:y0 + h, x0:x0 + w] = frames
+    return out
+
+
 def magnitude_cine_to_sample(frames: np.ndarray, coils: int = 8, snr_db: float = 30.0, seed: int = 0,
                              name: str = "real_cine", size: tuple[int, int] | None = None,
                              n_frames: int | None = None, phase_rad: float = 0.8,
                              view: str = "unknown", pixel_spacing: tuple[float, float] | None = None,
-                             frame_times_ms: tuple[float, ...] | None = None) -> CineSample:
+                             frame_times_ms: tuple[float, ...] | None = None,
+                             field: tuple[int, int] | None = None) -> CineSample:
     """Turn a real magnitude cine into fully sampled multi-coil k-space.
 
     The magnitude (scaled so its 99.5th percentile is 1) gets a synthetic smooth phase,
@@ -774,6 +786,11 @@ def magnitude_cine_to_sample(frames: np.ndarray, coils: int = 8, snr_db: float =
         view: view label stored in the metadata.
         pixel_spacing: (dy, dx) mm of the input; rescaled with ``size``.
         frame_times_ms: (T,) input trigger times; subsampled with ``n_frames``.
+        field: optional larger (H, W) field: the series (after ``size``) sits at its centre on a
+            zero background, keeping its pixel size, as in CMRxRecon data (448 x 204 for SAX, with
+            the readout along H 2x oversampled); the phase and the birdcage maps span the whole
+            field (the coil ring stretched to it), the noise is as without it (relative to the
+            object).
 
     Returns:
         CineSample like :func:`simulate_cine`'s (target = S^H F^-1 kspace).
@@ -795,6 +812,8 @@ def magnitude_cine_to_sample(frames: np.ndarray, coils: int = 8, snr_db: float =
             pixel_spacing = (pixel_spacing[0] * ch / size[0], pixel_spacing[1] * cw / size[1])
     scale = float(np.percentile(frames, 99.5)) or 1.0
     mag = np.clip(frames / scale, 0.0, None)
+    if field is not None:
+        mag = _embed(mag, (int(field[0]), int(field[1])), name)
     rng = np.random.default_rng([seed, 2])
     t, h, w = mag.shape
     image = mag * np.exp(1j * smooth_phase(rng, (h, w), phase_rad))[None]
@@ -805,13 +824,14 @@ def magnitude_cine_to_sample(frames: np.ndarray, coils: int = 8, snr_db: float =
 
 
 def real_cine_to_sample(path: str | Path, coils: int = 8, snr_db: float = 30.0, seed: int = 0,
-                        size: tuple[int, int] | None = None, n_frames: int | None = None) -> CineSample:
+                        size: tuple[int, int] | None = None, n_frames: int | None = None,
+                        field: tuple[int, int] | None = None) -> CineSample:
     """:func:`load_real_cine_npz` followed by :func:`magnitude_cine_to_sample`."""
     frames, info = load_real_cine_npz(path)
     parts = Path(path).stem.lower().split("_")
     view = "sax" if "sax" in parts else "lax" if "lax" in parts else "unknown"
     return magnitude_cine_to_sample(frames, coils=coils, snr_db=snr_db, seed=seed, name=Path(path).stem,
-                                    size=size, n_frames=n_frames, view=view,
+                                    size=size, n_frames=n_frames, view=view, field=field,
                                     pixel_spacing=info["pixel_spacing_mm"],
                                     frame_times_ms=info["trigger_time_ms"])
 
