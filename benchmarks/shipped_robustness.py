@@ -10,7 +10,9 @@ every frame (k-t sampling like CMRxRecon2024's, a mask kind absent from training
 128 x 128 series at the centre of CMRxRecon-sized fields (448 x 204 SAX, 512 x 246 LAX: the heart
 keeps its pixel size in a large zero background, as with 2x readout oversampling). CG-SENSE, L+S
 and the shipped model (or ``--checkpoint``) are scored with the global protocol (PSNR, SSIM
-on magnitudes; over the whole field, so a large background lifts every method's PSNR alike). The model was trained on 64 x 64 crops of 12 frames, 8-16 coils, 25-42 dB.
+on magnitudes; over the whole field, whose large background lifts every method's PSNR, so compare
+methods within a row; the phase and birdcage maps of a field condition span the field, so they
+differ from the reference's across the heart too). The model was trained on 64 x 64 crops of 12 frames, 8-16 coils, 25-42 dB.
 
     .venv/bin/python benchmarks/shipped_robustness.py --out runs/shipped_robustness
 """

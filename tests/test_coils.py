@@ -536,3 +536,18 @@ def test_time_average_check_is_what_the_estimator_raises(kind, accel, acs, ok):
             maps_from_time_average(k, mask)
         assert problem in str(err.value)
     assert (problem is None) == ok
+
+
+def test_time_average_refusal_names_a_missing_centre_point():
+    """A pattern whose central line is sampled except at the k-space centre is refused for that point."""
+    from cinerecon.coils import time_average_pattern_problem
+
+    filled = torch.zeros(24, 32, dtype=torch.bool)
+    filled[:, 10:22] = True
+    assert time_average_pattern_problem(filled) is None
+    filled[12, 16] = False
+    assert "k-space centre (kx, ky) = (12, 16)" in time_average_pattern_problem(filled)
+    filled[:, 16] = False
+    assert "central k-space line (ky = 16" in time_average_pattern_problem(filled)
+    with pytest.raises(DataError, match=r"\(H, W\)"):
+        time_average_pattern_problem(torch.ones(2, 24, 32, dtype=torch.bool))

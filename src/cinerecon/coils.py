@@ -635,8 +635,8 @@ def _extrapolate_edges(maps: torch.Tensor, support: torch.Tensor, widths: tuple[
     return torch.where(changed[..., None] & (norm > 0), out / norm.clamp(min=1e-30), out)
 
 
-def time_average_problem(filled: torch.Tensor, kernel: int | None = None,
-                         max_calib: int = MAX_CALIB) -> str | None:
+def time_average_pattern_problem(filled: torch.Tensor, kernel: int | None = None,
+                                 max_calib: int = MAX_CALIB) -> str | None:
     """Why :func:`maps_from_time_average` cannot calibrate on the pattern ``filled``, or None.
 
     It calibrates ESPIRiT on the contiguous central block sampled in any frame, so it needs the
@@ -647,13 +647,16 @@ def time_average_problem(filled: torch.Tensor, kernel: int | None = None,
         kernel: the ESPIRiT kernel width (None: :func:`auto_kernel` of the block).
         max_calib: the largest calibration region side, as in :func:`espirit_maps`.
     """
+    if filled.ndim != 2:
+        raise DataError(f"time_average_pattern_problem: the sampled pattern must be (H, W), got shape "
+                        f"{tuple(filled.shape)}")
     h, w = filled.shape
-    lo, hi = central_run(filled[h // 2].cpu().numpy())
-    lo_h, hi_h = central_run(filled[:, w // 2].cpu().numpy())
-    if hi == lo:
+    if not bool(filled[:, w // 2].any()):
         return f"no frame samples the central k-space line (ky = {w // 2} of W = {w}) needed to estimate coil maps"
-    if hi_h == lo_h:
-        return f"no frame samples the central readout point (kx = {h // 2} of H = {h}) needed to estimate coil maps"
+    if not bool(filled[h // 2, w // 2]):
+        return (f"no frame samples the k-space centre (kx, ky) = ({h // 2}, {w // 2}) of (H, W) = ({h}, {w}), "
+                "needed to estimate coil maps")
+    lo, hi = central_run(filled[h // 2].cpu().numpy())
     region = find_calib_region(filled, None, max_calib)
     kernel = auto_kernel(region) if kernel is None else kernel
     if region.height < kernel or region.width < kernel:
@@ -701,7 +704,7 @@ def maps_from_time_average(
         (C, 1, H, W) complex64 maps.
 
     Raises:
-        DataError: bad shapes, or :func:`time_average_problem` (e.g. a static mask without ACS).
+        DataError: bad shapes, or :func:`time_average_pattern_problem` (e.g. a static mask without ACS).
     """
     k4 = _as_coil_frames(kspace, "maps_from_time_average")
     settings = _settings("maps_from_time_average", kernel, thresh, noise_thresh, crop, crop_thresh, support,
@@ -712,7 +715,7 @@ def maps_from_time_average(
     avg = sampled_mean(k4, sampled, dim=1)
     filled = sampled.any(dim=0)
     src = f"time-averaged kspace {tuple(kspace.shape)} with mask {tuple(mask.shape)}"
-    problem = time_average_problem(filled, kernel, max_calib)
+    problem = time_average_pattern_problem(filled, kernel, max_calib)
     if problem:
         raise DataError(f"{src}: {problem}")
     region = find_calib_region(filled, None, max_calib, source=src)

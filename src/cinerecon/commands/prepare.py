@@ -85,17 +85,17 @@ def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor | None, acs: int) -> 
 
 def time_average_problem(mask: torch.Tensor, height: int) -> str | None:
     """Why coil maps cannot come from the time-averaged centre of k-space sampled with ``mask``, or None
-    (:func:`cinerecon.coils.time_average_problem` of the locations it samples in any frame).
+    (:func:`cinerecon.coils.time_average_pattern_problem` of the locations it samples in any frame).
 
     Args:
         mask: (1, T|1, H|1, W) 0/1.
         height: H of the k-space.
     """
-    from ..coils import time_average_problem as problem_of_pattern
+    from ..coils import time_average_pattern_problem
 
     w = mask.shape[-1]
     m = mask.detach().cpu().reshape(-1, mask.shape[-2], w) != 0  # (T, H|1, W)
-    return problem_of_pattern(m.any(dim=0).expand(height, w))
+    return time_average_pattern_problem(m.any(dim=0).expand(height, w))
 
 
 def calibration_problem(mask: torch.Tensor, height: int) -> str | None:

@@ -87,7 +87,7 @@ class ReconRecord:
         acs: ACS lines of that mask.
         checkpoint: checkpoint path for learned methods, else ``""``.
         weight_set: which weight set of a two-set model reconstructed it (``"main"`` for masks
-            with a calibration block, ``"k-t"`` for the others), else ``""``.
+            with a calibration block and single-frame series, ``"k-t"`` for the others), else ``""``.
         seconds: reconstruction wall time.
         view: ``sax`` / ``lax`` / ``unknown``.
         pixel_spacing: (along H, along W) in mm, when known.
