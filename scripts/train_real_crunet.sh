@@ -8,7 +8,8 @@
 # calibration block, configs/crunet_real_kt.yaml (45 minutes, 1 thread beside another run, seed 0),
 # merged into one checkpoint (uncalibrated_weights), then the main weights fine-tuned with k-t random
 # masks added, configs/crunet_real_finetune_random.yaml (500 steps, 22 minutes on 1 thread beside
-# another run, seed 0; the k-t weights get no item and stay as they are). See
+# another run, seed 0; the k-t weights get no item and stay as they are), then a longer second pass
+# on that mix, configs/crunet_real_finetune_long.yaml (2,200 steps, 125 minutes, seed 3). See
 # src/cinerecon/assets/crunet_real.md.
 # Usage: scripts/train_real_crunet.sh [RUN_DIR]   (runs in the foreground; use nohup ... & for the background)
 set -euo pipefail
@@ -28,12 +29,15 @@ OMP_NUM_THREADS=1 .venv/bin/cinerecon train ../shared/data --config configs/crun
 # the shipped start (lplus_s_kt) kept: the mix has only masks with a calibration block, whose start is L+S either way
 OMP_NUM_THREADS=1 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune_random.yaml \
     --init "${out}_merged.pt" --out "${out}_random" seed=0 model.kwargs.initial_image=lplus_s_kt 2>&1 | tee "${out}_random.log"
-.venv/bin/python - "${out}_random/last.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
+# step 7: a longer second pass on the same mix (2,200 steps, lr 1e-4 -> 1e-5, seed 3; 125 minutes on 1 thread beside another run)
+OMP_NUM_THREADS=1 .venv/bin/cinerecon train ../shared/data --config configs/crunet_real_finetune_long.yaml \
+    --init "${out}_random/last.pt" --out "${out}_long" seed=3 model.kwargs.initial_image=lplus_s_kt 2>&1 | tee "${out}_long.log"
+.venv/bin/python - "${out}_long/last.pt" src/cinerecon/assets/crunet_real.pt <<'PY'
 import sys
 import torch
 
 ckpt = torch.load(sys.argv[1], weights_only=False)
-for key in ("optimizer", "scheduler", "rng", "best"):  # ship the weights and the resolved config only
+for key in ("optimizer", "scheduler", "rng", "best", "trained_state_dict", "ema_updates"):  # weights and config only
     ckpt[key] = None
 torch.save(ckpt, sys.argv[2])
 print(f"wrote {sys.argv[2]}")
