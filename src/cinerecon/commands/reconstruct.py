@@ -331,17 +331,13 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
                   "masks: cg_sense, lplus_s or crunet suit them", file=sys.stderr, flush=True)
         if no_acs_maps:
             from ..coils import maps_from_time_average
-            from .prepare import time_average_problem
 
             which = "'mask'" if mask_key is None or f in as_stored else f"'masks/{mask_key}'"
-            problem = time_average_problem(sample.mask, sample.kspace.shape[-2])
-            if problem:
-                raise DataError(f"{f}: --no-acs-maps: mask {which} (1, T, H|1, W) = {tuple(sample.mask.shape)}: "
-                                f"{problem}; drop --no-acs-maps to use the stored maps")
-            try:
+            try:  # the estimator says why a mask cannot calibrate (coils.time_average_pattern_problem)
                 maps = maps_from_time_average(sample.kspace, sample.mask)
             except DataError as e:
-                raise DataError(f"{f}: --no-acs-maps with mask {which}: {e}") from None
+                raise DataError(f"{f}: --no-acs-maps: mask {which} (1, T, H|1, W) = {tuple(sample.mask.shape)}: "
+                                f"{e}; drop --no-acs-maps to use the stored maps") from None
             sample = CineSample(sample.kspace, sample.mask, maps, sample.target, sample.meta)
         return sample
 
