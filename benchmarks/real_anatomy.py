@@ -6,8 +6,10 @@ resized to 128 x 128, ``min(12, T)`` frames over the cycle, a smooth synthetic p
 coil maps (the true maps), 35 dB noise. Masks: equispaced R = 4, 8, 10, 24 with 24 ACS lines
 (CMRxRecon2023), time-varying R = 8 without ACS, and R = 8 k-t random: variable-density
 random lines drawn anew in every frame around 24 ACS lines (k-t sampling like CMRxRecon2024's
-ktGaussian). Maps: the true ones, and estimated ones
-(ESPIRiT from the ACS; from the time-averaged k-space for masks without ACS). Methods:
+ktGaussian), and R = 8 k-t radial: pseudo-radial spokes turned by the golden angle every frame
+around a 16 x 16 central block (like CMRxRecon2024's ktRadial; no mask of this kind was in the
+shipped model's training). Maps: the true ones, and estimated ones (ESPIRiT from the ACS or
+the radial block; from the time-averaged k-space for masks without ACS). Methods:
 zero-filled, view sharing, CG-SENSE, GRAPPA (regular ACS masks only), L+S and the shipped CRUNet-MR
 (``load_pretrained("crunet")``) or any checkpoint given with ``--checkpoint``.
 
@@ -50,6 +52,7 @@ MASKS = {
     "R24": MaskSpec("equispaced_acs", 24, 24),
     "R8 time-varying": MaskSpec("time_varying", 8, 0),
     "R8 k-t random": MaskSpec("random_acs", 8, 24),  # new variable-density lines every frame, 24 ACS
+    "R8 k-t radial": MaskSpec("kt_radial", 8, 16),  # golden-angle pseudo-radial spokes, 16 x 16 block
 }
 CLASSICAL_METHODS = ("zero_filled", "view_sharing", "cg_sense", "grappa", "lplus_s")
 LABELS = {"zero_filled": "zero-filled", "view_sharing": "view sharing", "cg_sense": "CG-SENSE",
@@ -77,6 +80,8 @@ def make_sample(path: Path, size: int, frames: int, coils: int, seed: int):
 
 def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor, spec: MaskSpec) -> torch.Tensor:
     """(C, 1, H, W) maps from (C, T, H, W) undersampled k-space (ACS, or the time average)."""
+    if spec.kind == "kt_radial":  # the central block sampled in every frame, found in the mask
+        return espirit_maps(kspace, acs=None, calib_mask=mask)
     if spec.acs > 0 and spec.kind != "time_varying":
         return espirit_maps(kspace, acs=spec.acs, calib_mask=mask)
     return maps_from_time_average(kspace, mask)
@@ -97,13 +102,14 @@ def run(args: argparse.Namespace) -> list[Row]:
         for j, (mname, spec) in enumerate(MASKS.items()):
             if args.masks and mname not in args.masks:
                 continue
-            mask = make_mask(spec, target.shape[0], target.shape[-1], seed=args.seed * 1000 + 10 * i + j)
+            mask = make_mask(spec, target.shape[0], target.shape[-1], seed=args.seed * 1000 + 10 * i + j,
+                             height=target.shape[-2])
             k = sample.kspace * mask
             est = estimate_maps(k, mask, spec)
             for maps_name, maps in (("true", sample.maps), ("estimated", est)):
                 kb, mb, sb = k[None], mask[None], maps[None]
                 for method in methods:
-                    if method == "grappa" and (spec.acs == 0 or spec.kind == "random_acs"):  # needs a regular pattern
+                    if method == "grappa" and (spec.acs == 0 or spec.kind in ("random_acs", "kt_radial")):  # lines
                         continue
                     t0 = time.perf_counter()
                     with torch.no_grad():

@@ -8,7 +8,9 @@ unit-norm, k-space in other units (x 1e4, x 1e-4), R = 4 and 24, compact surface
 (strong unfolding) instead of birdcage maps, and random variable-density lines drawn anew in
 every frame (k-t sampling like CMRxRecon2024's, a mask kind absent from training), and the
 128 x 128 series at the centre of CMRxRecon-sized fields (448 x 204 SAX, 512 x 246 LAX: the heart
-keeps its pixel size in a large zero background, as with 2x readout oversampling). CG-SENSE, L+S
+keeps its pixel size in a large zero background, as with 2x readout oversampling), and
+golden-angle pseudo-radial spokes around a 16 x 16 block at R = 8 and 10 (like CMRxRecon2024's
+ktRadial; a 2-D pattern absent from training). CG-SENSE, L+S
 and the shipped model (or ``--checkpoint``) are scored with the global protocol (PSNR, SSIM
 on magnitudes; over the whole field, whose large background lifts every method's PSNR, so compare
 methods within a row; the phase and birdcage maps of a field condition span the field, so they
@@ -50,7 +52,7 @@ class Condition:
     maps_scale: float = 1.0  # maps handed to the methods are this times the unit-norm true maps
     data_scale: float = 1.0  # k-space (and so the target) times this: the scanner's arbitrary units
     geometry: str = "birdcage"  # or "surface": anterior / posterior loop arrays (strong unfolding)
-    mask_kind: str = "equispaced_acs"  # a cinerecon.masks kind; "random_acs" draws new lines every frame
+    mask_kind: str = "equispaced_acs"  # a cinerecon.masks kind; "random_acs" / "kt_radial" change every frame
     field: tuple[int, int] | None = None  # the size-(H, W) series at the centre of this larger field (birdcage only)
 
 
@@ -78,6 +80,8 @@ CONDITIONS = (
     Condition("k-t random lines, R = 10, 16 ACS", mask_kind="random_acs", accel=10, acs=16),
     Condition("CMRxRecon SAX field 448 x 204", field=(448, 204)),
     Condition("CMRxRecon LAX field 512 x 246, R = 10", field=(512, 246), accel=10),
+    Condition("k-t radial, 16 x 16 block", mask_kind="kt_radial", acs=16),
+    Condition("k-t radial, R = 10, 16 x 16 block", mask_kind="kt_radial", accel=10, acs=16),
 )
 METHODS = ("cg_sense", "lplus_s", "crunet")
 
@@ -92,7 +96,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=12, help="frames, at most the series' own")
     p.add_argument("--seed", type=int, default=0, help="seed of phase, maps, noise and masks")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
-    return p.parse_args(argv)
+    p.add_argument("--conditions", nargs="+", default=None, metavar="TEXT",
+                   help="only the conditions whose name contains one of these (default: all)")
+    args = p.parse_args(argv)
+    if args.conditions and not selected(args.conditions):
+        p.error(f"--conditions {args.conditions} matches none of {[c.name for c in CONDITIONS]}")
+    return args
+
+
+def selected(texts: list[str] | None) -> tuple[Condition, ...]:
+    """The conditions whose name contains one of ``texts`` (all when ``texts`` is empty or None)."""
+    return tuple(c for c in CONDITIONS if not texts or any(t in c.name for t in texts))
 
 
 def make_sample(path: Path, cond: Condition, seed: int, frames: int) -> CineSample:
@@ -128,10 +142,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for i, path in enumerate(files):
         t0 = load_series(path).shape[0]
-        for cond in CONDITIONS:
+        for cond in selected(args.conditions):
             sample = make_sample(path, cond, args.seed + i, min(args.frames, t0))
             t, w = sample.target.shape[0], sample.target.shape[-1]
-            mask = make_mask(MaskSpec(cond.mask_kind, cond.accel, cond.acs), t, w, seed=args.seed * 1000 + i)
+            mask = make_mask(MaskSpec(cond.mask_kind, cond.accel, cond.acs), t, w, seed=args.seed * 1000 + i,
+                             height=sample.target.shape[-2])
             kb, mb, sb = (cond.data_scale * sample.kspace * mask)[None], mask[None], cond.maps_scale * sample.maps[None]
             # S^H F^-1 k of the full data with the maps and scale given
             target = cond.data_scale * cond.maps_scale * sample.target

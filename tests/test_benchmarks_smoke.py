@@ -251,6 +251,15 @@ def test_shipped_robustness_smoke(tmp_path):
     assert (bird.maps - surf.maps).abs().max() > 0.1  # ... seen through other coils
     with pytest.raises(Exception, match="geometry"):
         bench.make_sample(series, bench.Condition("typo", geometry="surfce"), 0, 3)
+    # a subset by name; the radial rows (a 2-D pattern) score as the full run did
+    assert bench.main(["--series", str(series), "--out", str(tmp_path / "radial"), "--frames", "3",
+                       "--conditions", "k-t radial"]) == 0
+    sub = json.loads((tmp_path / "radial" / "results.json").read_text())
+    assert {r["condition"] for r in sub} == {"k-t radial, 16 x 16 block", "k-t radial, R = 10, 16 x 16 block"}
+    full = {(r["condition"], r["method"]): r["psnr"] for r in rows}
+    assert all(full[(r["condition"], r["method"])] == pytest.approx(r["psnr"], abs=1e-6) for r in sub)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--out", str(tmp_path), "--conditions", "no such row"])
 
 
 def test_fft_speed_smoke(capsys):
@@ -309,7 +318,7 @@ def test_versus_commit_smoke(capsys):
 
 
 def test_real_anatomy_smoke(tmp_path):
-    """Two masks (regular and k-t random) on a tiny series: GRAPPA only on the regular one, the
+    """Three masks (regular, k-t random, k-t radial) on a tiny series: GRAPPA only on the regular one, the
     zero-filled PSNR equals skimage's on the same data, and the table agrees with the rows."""
     import json
 
@@ -321,12 +330,14 @@ def test_real_anatomy_smoke(tmp_path):
     series = _disc_series(tmp_path / "tiny_sax.npz", 48, 4)
     out = tmp_path / "out"
     assert bench.main(["--series", str(series), "--out", str(out), "--size", "48", "--frames", "4",
-                       "--coils", "4", "--masks", "R8", "R8 k-t random", "--skip", "lplus_s"]) == 0
+                       "--coils", "4", "--masks", "R8", "R8 k-t random", "R8 k-t radial", "--skip", "lplus_s"]) == 0
     rows = json.loads((out / "results.json").read_text())
     grappa = {r["mask"] for r in rows if r["method"] == "grappa"}
     assert grappa == {"R8"}
     kt = [r for r in rows if r["mask"] == "R8 k-t random" and r["method"] == "zero_filled" and r["maps"] == "true"]
     assert len(kt) == 1
+    radial = {r["maps"] for r in rows if r["mask"] == "R8 k-t radial" and r["method"] == "crunet"}
+    assert radial == {"true", "estimated"}  # maps estimated from the radial block too
     # the same sample and mask, zero-filled by hand and scored by skimage
     sample = bench.make_sample(series, 48, 4, 4, seed=0)
     j = list(bench.MASKS).index("R8 k-t random")

@@ -366,22 +366,37 @@ def test_prepare_single_coil_keeps_the_whole_image(tmp_path):
         torch.testing.assert_close(s.target, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_prepare_skips_undersampled_files_with_radial_masks(tmp_path, capsys):
-    """CMRxRecon2024 ktRadial: not a line mask; skipped with a note before anything is written."""
-    from cinerecon.commands.prepare import PrepareConfig, prepare_cmrxrecon
+def test_prepare_converts_undersampled_radial_files(tmp_path, capsys, monkeypatch):
+    """CMRxRecon2024 ktRadial (spokes plus a central square): converted as acquired, maps from the square."""
+    import cinerecon.commands.prepare as prep
 
     tr, va = tmp_path / "TrainingSet", tmp_path / "ValidationSet"
     write_mat73(tr / "FullSample" / "P001" / "cine_sax.mat", {"kspace_full": rand_kspace(16, 16, 2, 1, 3)})
-    write_mat73(va / "UnderSample_Task2" / "P002" / "cine_sax_kus_ktRadial8.mat", {"kus": rand_kspace(16, 16, 2, 1, 3)})
     rad = np.zeros((16, 16, 3))
     rad[8, :, :] = 1
     rad[:, 8, :] = 1
+    rad[np.arange(16), np.arange(16), 1] = 1  # a diagonal spoke in frame 1 only
+    rad[4:12, 4:12, :] = 1  # the 8 x 8 calibration square
+    kus = rand_kspace(16, 16, 2, 1, 3) * rad[:, :, None, None, :]
+    write_mat73(va / "UnderSample_Task2" / "P002" / "cine_sax_kus_ktRadial8.mat", {"kus": kus})
     write_mat73(va / "Mask_Task2" / "P002" / "cine_sax_mask_ktRadial8.mat", {"mask": rad})
-    written = prepare_cmrxrecon(tmp_path, tmp_path / "dst", ("sax",), PrepareConfig(acs=8), verbose=False)
-    assert len(written["train"]) == 1 and not written["test"] and not written["val"]
-    # said even when quiet: otherwise a folder of radial files would give "wrote 0 files" and no reason
-    err = capsys.readouterr().err
-    assert "skipped 1 mask(s) that vary along the readout" in err and "R08_ktRadial" in err
+    from cinerecon import coils
+
+    calls, orig = [], coils.espirit_maps
+
+    def spy(*a, **k):
+        calls.append(k.get("acs"))
+        return orig(*a, **k)
+
+    monkeypatch.setattr(coils, "espirit_maps", spy)
+    written = prep.prepare_cmrxrecon(tmp_path, tmp_path / "dst", ("sax",), prep.PrepareConfig(acs=8), verbose=False)
+    assert len(written["train"]) == 1 and len(written["test"]) == 1, capsys.readouterr().err
+    assert None in calls  # ESPIRiT on the detected central block, not the time-averaged centre
+    import h5py
+
+    with h5py.File(written["test"][0]) as h:  # stored as acquired: mask (1, T, H = kx, W = ky)
+        np.testing.assert_array_equal(h["mask"][()], rad.transpose(2, 0, 1)[None].astype(np.float32))
+        np.testing.assert_allclose(h["kspace"][()], np.transpose(kus[:, :, :, 0, :], (2, 3, 0, 1)), rtol=1e-6)
 
 
 def test_prepare_counts_subjects_not_subject_views(tmp_path, capsys):
@@ -451,4 +466,4 @@ def test_prepare_that_skips_every_file_fails_saying_so(tmp_path, capsys):
     write_mat73(va / "Mask_Task2" / "P002" / "cine_sax_mask_ktRadial8.mat", {"mask": rad})
     assert main(["prepare", "cmrxrecon", str(tmp_path / "src"), str(tmp_path / "dst"), "--acs", "8", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "vary along the readout" in err and "nothing written" in err
+    assert "no central region to estimate coil maps" in err and "nothing written" in err

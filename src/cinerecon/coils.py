@@ -153,7 +153,9 @@ def find_calib_region(sampled: torch.Tensor, acs: int | tuple[int, int] | None =
         acs: calibration size. An int gives the number of central phase-encode lines
             (W); the readout extent (H) is then ``min(H, max(acs, max_calib))``. A tuple
             gives (rows, columns). ``None`` detects the contiguous sampled run through
-            the centre along each axis and keeps at most ``max_calib`` lines of each.
+            the centre along each axis (at most ``max_calib`` lines of each) and the largest
+            fully sampled rectangle through the centre within them (2-D patterns such as
+            pseudo-radial spokes sample the central row and column beyond the block's corners).
         max_calib: cap of automatically detected extents.
         source: name used in error messages.
 
@@ -171,8 +173,7 @@ def find_calib_region(sampled: torch.Tensor, acs: int | tuple[int, int] | None =
         raise DataError(f"{source}: no ACS found: the k-space centre ({ch}, {cw}) of shape (H, W) = ({h}, {w}) "
                         "is not sampled in every frame; pass a calibration mask or use maps_from_time_average")
     if acs is None:
-        left, width = _clip_run(lo_w, hi_w, cw, max_calib)
-        top, height = _clip_run(lo_h, hi_h, ch, max_calib)
+        return _largest_full_block(sampled, (lo_h, hi_h), (lo_w, hi_w), max_calib)
     else:
         if isinstance(acs, int):
             rows, cols = min(h, max(acs, max_calib)), acs
@@ -188,6 +189,48 @@ def find_calib_region(sampled: torch.Tensor, acs: int | tuple[int, int] | None =
                             f"{hi_h - lo_h} x {hi_w - lo_w}")
         height, width = rows, cols
     return CalibRegion(top, height, left, width)
+
+
+def _largest_full_block(sampled: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int],
+                        max_calib: int) -> CalibRegion:
+    """The largest fully sampled rectangle through the k-space centre within the central runs.
+
+    The central row and column runs alone do not make a rectangle: a 2-D pattern (pseudo-radial
+    spokes through a calibration square, CMRxRecon2024 ``ktRadial``) samples the central row and
+    column further out than its corners. Every (rows, columns) size up to the runs' lengths
+    (at most ``max_calib`` each), placed as :func:`_clip_run` centres it, is tried; the largest
+    area wins, then the squarer block.
+
+    Args:
+        sampled: boolean (H, W), True where k-space is sampled in every frame.
+        rows: [lo, hi) of the sampled run through the centre along H.
+        cols: [lo, hi) of the sampled run through the centre along W.
+        max_calib: cap of each extent.
+
+    Returns:
+        The :class:`CalibRegion`; at least 1 x 1 (the centre, which the runs contain).
+    """
+    h, w = sampled.shape
+    s = sampled.to(torch.int64)
+    integral = torch.zeros(h + 1, w + 1, dtype=torch.int64)
+    integral[1:, 1:] = s.cpu().cumsum(0).cumsum(1)
+    best: tuple[int, int, int, int] | None = None
+    best_key = (-1, -1)
+    for rows_n in range(min(rows[1] - rows[0], max_calib), 0, -1):
+        top, _ = _clip_run(rows[0], rows[1], h // 2, rows_n)
+        if rows_n * min(cols[1] - cols[0], max_calib) < best_key[0]:
+            break  # no narrower block can beat the best area
+        for cols_n in range(min(cols[1] - cols[0], max_calib), 0, -1):
+            left, _ = _clip_run(cols[0], cols[1], w // 2, cols_n)
+            total = (integral[top + rows_n, left + cols_n] - integral[top, left + cols_n]
+                     - integral[top + rows_n, left] + integral[top, left])
+            if int(total) == rows_n * cols_n:
+                key = (rows_n * cols_n, min(rows_n, cols_n))
+                if key > best_key:
+                    best_key, best = key, (top, rows_n, left, cols_n)
+                break  # the widest full block of this height
+    assert best is not None  # the centre itself is sampled
+    return CalibRegion(*best)
 
 
 def _sampled_pattern(kspace: torch.Tensor, calib_mask: torch.Tensor | None) -> torch.Tensor:

@@ -324,6 +324,11 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
     def load(f: Path) -> CineSample:
         nonlocal irregular_said
         sample = read_h5(f, mask_key=None if f in as_stored else mask_key)
+        if rec.name == "grappa" and sample.mask.shape[-2] > 1 and bool((sample.mask != sample.mask[..., :1, :]).any()):
+            which = "'mask'" if mask_key is None or f in as_stored else f"'masks/{mask_key}'"
+            raise DataError(f"{f}: mask {which} {tuple(sample.mask.shape)} varies along the readout H (pseudo-radial "
+                            "or 2-D k-t sampling); GRAPPA takes phase-encode line masks only: cg_sense, lplus_s or "
+                            "crunet reconstruct it")
         if rec.name == "grappa" and not irregular_said and not regular_lines(sample.mask):
             irregular_said = True
             print(f"reconstruct: warning: {f}: mask {mask_key or 'as stored'} is not an equispaced line grid (k-t "

@@ -6,7 +6,8 @@ Layout of one file::
     maps            (C, 1, H, W) complex64   coil sensitivities
     target          (T, H, W)    complex64   optional coil-combined reference
     mask            (1, T|1, H|1, W) float32 sampling mask of ``kspace`` (ones if fully sampled)
-    masks/<key>     (T|1, W)     float32     retrospective masks, attrs ``accel`` (nominal R), ``acs``
+    masks/<key>     (T|1, W)     float32     retrospective line masks, attrs ``accel`` (nominal R), ``acs``;
+                    (T|1, H, W)  for masks that vary along the readout too (pseudo-radial)
     attrs: name, view, frames, coils, height, width, fully_sampled, pixel_spacing (if known),
            frame_times_ms (if known), accels (nominal R of masks/*), format_version,
            position / read_dir / phase_dir / slice_dir / slice_thickness (scanner geometry, if known)
@@ -61,15 +62,24 @@ class H5Info(NamedTuple):
 # ----------------------------------------------------------------------------- writing
 
 
-def _mask_2d(mask: torch.Tensor, key: str, frames: int, width: int) -> np.ndarray:
-    """A mask given as (T|1, W) or rank 4 (1, T|1, 1, W) -> float32 (T|1, W)."""
+def _stored_form(mask: torch.Tensor, key: str, frames: int, height: int, width: int) -> np.ndarray:
+    """A mask as stored under ``masks/``: float32 (T|1, W) for line masks, (T|1, H, W) otherwise.
+
+    Accepts (T|1, W), (T|1, H, W) and rank 4 (1, T|1, H|1, W); a 2-D pattern that is the same
+    in every row is stored as lines.
+    """
     m = torch.as_tensor(mask).detach().cpu().float()
-    if m.ndim == 4 and m.shape[0] == 1 and m.shape[2] == 1:
-        m = m[0, :, 0, :]
-    if m.ndim != 2 or m.shape[0] not in (1, frames) or m.shape[1] != width:
-        raise DataError(f"mask {key!r} must be (T|1, W) = ({frames}|1, {width}) or (1, T|1, 1, W), "
-                        f"got {tuple(torch.as_tensor(mask).shape)}")
-    check_mask_values(m, f"mask {key!r}")
+    if m.ndim == 4 and m.shape[0] == 1:
+        m = m[0]
+    if m.ndim == 3 and m.shape[1] == 1:
+        m = m[:, 0]
+    elif m.ndim == 3 and m.shape[1] == height and bool((m == m[:, :1]).all()):
+        m = m[:, 0]
+    ok = m.shape[0] in (1, frames) and m.shape[-1] == width and (m.ndim == 2 or (m.ndim == 3 and m.shape[1] == height))
+    if not ok:
+        raise DataError(f"mask {key!r} must be (T|1, W) = ({frames}|1, {width}), (T|1, H, W) = ({frames}|1, {height}, "
+                        f"{width}) or (1, T|1, H|1, W), got {tuple(torch.as_tensor(mask).shape)}")
+    check_mask_values(m if m.ndim == 2 else m[None], f"mask {key!r}")
     return m.numpy()
 
 
@@ -87,7 +97,7 @@ def write_h5(path: str | Path, sample: CineSample, masks: Mapping[str, torch.Ten
         path: output file.
         sample: the slice; its k-space is stored as is (store fully sampled k-space when you
             have it), with its mask, maps, target and metadata.
-        masks: retrospective masks by key, each (T|1, W) or (1, T|1, 1, W).
+        masks: retrospective masks by key, each (T|1, W), (T|1, H, W) or (1, T|1, H|1, W).
         overwrite: replace an existing file.
 
     Returns:
@@ -99,7 +109,7 @@ def write_h5(path: str | Path, sample: CineSample, masks: Mapping[str, torch.Ten
     """
     path = Path(path)
     c, t, h, w = sample.shape
-    arrays = {k: _mask_2d(m, k, t, w) for k, m in (masks or {}).items()}
+    arrays = {k: _stored_form(m, k, t, h, w) for k, m in (masks or {}).items()}
     fully = bool((sample.mask == 1).all())
     with atomic_output(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -115,7 +125,7 @@ def write_h5(path: str | Path, sample: CineSample, masks: Mapping[str, torch.Ten
             for key, arr in arrays.items():
                 ds = grp.create_dataset(key, data=arr)
                 ds.attrs["accel"] = nominal_accel(key, arr)
-                ds.attrs["acs"] = acs_lines(torch.from_numpy(arr))
+                ds.attrs["acs"] = acs_lines(torch.from_numpy(arr).reshape(arr.shape[0], -1, w))
                 accels.append(ds.attrs["accel"])
             meta = sample.meta
             f.attrs.update({
@@ -217,13 +227,15 @@ def _inspect(f: h5py.File, path: Path) -> H5Info:
     keys: tuple[str, ...] = ()
     if "masks" in f:
         if not isinstance(f["masks"], h5py.Group):
-            raise DataError(f"{path}: 'masks' must be a group of (T|1, W) datasets")
+            raise DataError(f"{path}: 'masks' must be a group of (T|1, W) or (T|1, H, W) datasets")
         keys = tuple(sorted(f["masks"].keys()))
         for k in keys:
             m = f["masks"][k]
-            if not isinstance(m, h5py.Dataset) or m.ndim != 2 or m.shape[0] not in (1, t) or m.shape[1] != w:
+            if (not isinstance(m, h5py.Dataset) or m.ndim not in (2, 3) or m.shape[0] not in (1, t)
+                    or m.shape[-1] != w or (m.ndim == 3 and m.shape[1] != h)):
                 shape = getattr(m, "shape", None)
-                raise DataError(f"{path}: mask 'masks/{k}' must be (T|1, W) = ({t}|1, {w}), got {shape}")
+                raise DataError(f"{path}: mask 'masks/{k}' must be (T|1, W) = ({t}|1, {w}) or (T|1, H, W) = "
+                                f"({t}|1, {h}, {w}), got {shape}")
     for attr, val in (("frames", t), ("coils", c), ("height", h), ("width", w)):
         if attr in f.attrs:
             n = int(attr_floats(f.attrs[attr], f"{path}: attribute {attr!r}", "an integer", size=1,
@@ -385,14 +397,16 @@ def read_h5(path: str | Path, mask_key: str | None = None,
 
 def _stored_mask(f: h5py.File, path: Path, info: H5Info, mask_key: str, index: np.ndarray | None
                  ) -> tuple[torch.Tensor, float]:
-    """``masks/<mask_key>`` of an open, inspected file as (1, T|1, 1, W) float32 and its nominal R."""
+    """``masks/<mask_key>`` of an open, inspected file as (1, T|1, 1|H, W) float32 and its nominal R."""
     if mask_key not in info.mask_keys:
         raise DataError(f"{path}: missing mask 'masks/{mask_key}' (found {list(info.mask_keys)})")
     ds = f["masks"][mask_key]
     m2 = _read(ds, path, f"masks/{mask_key}")
     if index is not None and m2.shape[0] > 1:
         m2 = m2[index]
-    mask = torch.from_numpy(m2.astype(np.float32))[None, :, None, :]
+    mask = torch.from_numpy(m2.astype(np.float32))[None]
+    if mask.ndim == 3:  # line mask (1, T|1, W)
+        mask = mask[:, :, None, :]
     if "accel" not in ds.attrs:
         return mask, effective_acceleration(mask)
     return mask, _attr_accel(ds.attrs["accel"], f"{path}: attribute 'accel' of mask 'masks/{mask_key}'")
@@ -400,7 +414,7 @@ def _stored_mask(f: h5py.File, path: Path, info: H5Info, mask_key: str, index: n
 
 def read_mask(path: str | Path, mask_key: str, frames: Sequence[int] | np.ndarray | None = None
               ) -> tuple[torch.Tensor, float]:
-    """Read the stored mask ``masks/<mask_key>`` as (1, T|1, 1, W) float32 and its nominal acceleration."""
+    """Read the stored mask ``masks/<mask_key>`` as (1, T|1, 1|H, W) float32 and its nominal acceleration."""
     path = Path(path)
     with _open(path) as f:
         try:
@@ -609,8 +623,8 @@ class CineH5Dataset(Dataset):
         if self.mask_spec is not None:
             if not bool((sample.mask == 1).all()):
                 raise DataError(f"{path}: mask_spec needs fully sampled 'kspace', stored mask has zeros")
-            _, t, _, w = sample.shape
-            mask, spec = draw_mask(self.mask_spec, t, w, rng)
+            _, t, h, w = sample.shape
+            mask, spec = draw_mask(self.mask_spec, t, w, rng, height=h)
             sample = apply_mask(sample, mask, spec.accel)
         elif self.augment and key is not None:
             mask, accel = read_mask(path, key, frames)

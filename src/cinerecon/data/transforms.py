@@ -72,7 +72,7 @@ def random_window(frames: int, length: int, rng: np.random.Generator) -> np.ndar
 
 
 def draw_mask(specs: MaskSpec | Sequence[MaskSpec], frames: int, width: int,
-              rng: np.random.Generator) -> tuple[torch.Tensor, MaskSpec]:
+              rng: np.random.Generator, height: int | None = None) -> tuple[torch.Tensor, MaskSpec]:
     """Draw a mask from one spec or, for mixed-mask training, from a spec chosen uniformly.
 
     Args:
@@ -80,16 +80,17 @@ def draw_mask(specs: MaskSpec | Sequence[MaskSpec], frames: int, width: int,
         frames: T.
         width: W.
         rng: private generator (chooses the spec and seeds :func:`make_mask`).
+        height: H, for ``kt_radial`` specs.
 
     Returns:
-        The mask (1, T|1, 1, W) float32 and the spec used.
+        The mask (1, T|1, 1, W) float32 ((1, T, H, W) for ``kt_radial``) and the spec used.
     """
     if isinstance(specs, MaskSpec):
         specs = [specs]
     if len(specs) == 0:
         raise ConfigError("mask_spec list is empty")
     spec = specs[int(rng.integers(len(specs)))]
-    return make_mask(spec, frames, width, seed=int(rng.integers(2 ** 31))), spec
+    return make_mask(spec, frames, width, seed=int(rng.integers(2 ** 31)), height=height), spec
 
 
 def apply_mask(sample: CineSample, mask: torch.Tensor, accel: float) -> CineSample:

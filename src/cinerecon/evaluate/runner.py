@@ -290,6 +290,17 @@ def _irregular_slices(files: Sequence[Path], accel: str) -> int:
     return sum(not regular_lines(read_mask(path, accel)[0]) for path in files)
 
 
+def _readout_varying(files: Sequence[Path], accel: str) -> tuple[Path, tuple[int, ...]] | None:
+    """The first of ``files`` whose mask ``accel`` varies along the readout H, with its shape; None if none."""
+    from ..data.h5 import read_mask
+
+    for path in files:
+        m = read_mask(path, accel)[0]
+        if m.shape[-2] > 1 and bool((m != m[..., :1, :]).any()):
+            return path, tuple(m.shape)
+    return None
+
+
 def _active_methods(methods: Mapping[str, Method], files: Sequence[Path], accel: str, options: EvaluationOptions,
                     res: EvaluationResult) -> dict[str, Method]:
     """The methods run at mask key ``accel``: those of ``options.skip_irregular`` are left out where the masks
@@ -299,6 +310,11 @@ def _active_methods(methods: Mapping[str, Method], files: Sequence[Path], accel:
     warn = [n for n in methods if n in options.warn_irregular + options.skip_irregular and n not in skip]
     if not skip and not warn:
         return dict(methods)
+    planar = _readout_varying(files, accel)
+    if planar is not None and warn:  # a line method asked for by name cannot run on a 2-D pattern at all
+        path, shape = planar
+        raise DataError(f"{path}: mask 'masks/{accel}' {shape} varies along the readout H (pseudo-radial or 2-D k-t "
+                        f"sampling); {', '.join(warn)} take(s) phase-encode line masks only: leave it out of --methods")
     n = _irregular_slices(files, accel)
     if not n:
         return dict(methods)

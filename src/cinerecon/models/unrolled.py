@@ -190,17 +190,18 @@ def calibrated_items(mask: torch.Tensor, kspace: torch.Tensor) -> list[bool]:
     """For each item of ``kspace`` (B, C, T, H, W): does its mask have a calibration block?
 
     A block is at least :data:`LPLUS_S_MIN_ACS` contiguous central lines sampled in every
-    frame. The answer depends on the mask's values: one copy of the (small) mask to the host
-    per call, not one per item.
+    frame, or a central block that wide both ways (the calibration square of pseudo-radial
+    masks; :func:`~cinerecon.classical.lowrank_sparse.calibrated`). The answer depends on the
+    mask's values: one copy of the (small) mask to the host per call, not one per item.
 
     Args:
         mask: real, broadcastable to ``kspace``.
         kspace: (B, C, T, H, W).
     """
-    from ..masks import acs_lines
+    from ..classical.lowrank_sparse import calibrated
 
     mask_host = _per_item(mask, kspace).cpu()
-    return [acs_lines(mask_host[i]) >= LPLUS_S_MIN_ACS for i in range(kspace.shape[0])]
+    return [bool(v) for v in calibrated(mask_host, kspace.shape, LPLUS_S_MIN_ACS).numpy()]
 
 
 def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrated: bool,
@@ -209,7 +210,7 @@ def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrate
 
     CG-SENSE pulled towards the view-shared image for every item, except, when
     ``lplus_s_where_calibrated``, L+S for the items whose mask has a calibration block of at
-    least :data:`LPLUS_S_MIN_ACS` lines (and the series has at least 2 frames); with
+    least :data:`LPLUS_S_MIN_ACS` lines (or a central block that wide, :func:`calibrated_items`) (and the series has at least 2 frames); with
     ``kt_lplus_s`` too, the other items (of at least 2 frames) get L+S started from the
     view-shared image with the threshold :data:`LPLUS_S_KT_LAM_L` instead of CG-SENSE.
     ``calibrated``: :func:`calibrated_items` of these items when the caller has it already.
@@ -282,7 +283,8 @@ class Unrolled(nn.Module):
             and started from the view-shared image; the network then refines a SENSE
             solution instead of undoing aliasing that SENSE alone removes) or ``"lplus_s"``
             (ours: L+S as the paper computes it, from A^H d with :data:`LPLUS_S_START`, for each sample
-            whose mask has a calibration block of at least :data:`LPLUS_S_MIN_ACS` lines, the
+            whose mask has a calibration block of at least :data:`LPLUS_S_MIN_ACS` lines or a
+            central block that wide (:func:`calibrated_items`), the
             ``"cg_sense"`` start for the others, e.g. time-varying masks without ACS; this is
             what the shipped weights were trained with, so it does not follow later changes
             of the classical :func:`~cinerecon.classical.lowrank_sparse.lplus_s` defaults) or
