@@ -162,6 +162,13 @@ def test_reconstruct_radial_file(tmp_path, capsys):
     assert main(["reconstruct", str(f), "--method", "grappa", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(f) in err and "'masks/R04_ktRadial' (1, 4, 32, 24)" in err
+    # a folder: refused before any file is reconstructed, also one whose mask is lines
+    (tmp_path / "d").mkdir()
+    write_h5(tmp_path / "d" / "0_lines.h5", s, masks={"R04_ktRadial": make_mask(MaskSpec("equispaced_acs", 4, 8), 4, 24)})
+    write_h5(tmp_path / "d" / "1_radial.h5", s, masks={"R04_ktRadial": rad})
+    assert main(["reconstruct", str(tmp_path / "d"), "--method", "grappa", "--accel", "ktRadial4", "--out",
+                 str(tmp_path / "rec_d"), "--formats", "h5", "--quiet"]) == 2
+    assert "1_radial.h5" in capsys.readouterr().err and not list((tmp_path / "rec_d").rglob("*.h5"))
     assert "varies along the readout H" in err and "Traceback" not in err
     assert main(["reconstruct", str(f), "--method", "lplus_s", *args]) == 0
     assert (tmp_path / "rec" / "a_lplus_s_R04_ktRadial.h5").is_file()
@@ -185,7 +192,9 @@ def _brute_force_calibrated(mask: torch.Tensor, k: int) -> bool:
     """A k x k (k rows at most H) window containing the centre, sampled in every frame: by loops."""
     every = mask.reshape(-1, mask.shape[-2], mask.shape[-1]).bool().all(dim=0).numpy()
     h, w = every.shape
-    kr, kc = min(k, h), min(k, w)
+    if w < k:
+        return False
+    kr, kc = min(k, h), k
     for top in range(h // 2 - kr + 1, h // 2 + 1):
         for left in range(w // 2 - kc + 1, w // 2 + 1):
             if top >= 0 and left >= 0 and top + kr <= h and left + kc <= w and every[top:top + kr, left:left + kc].all():
@@ -218,10 +227,44 @@ def test_evaluate_refuses_grappa_by_name_on_radial_masks(tmp_path, capsys):
     rad = make_mask(MaskSpec("kt_radial", 4, 8), 4, 24, seed=0, height=32)
     assert not regular_lines(rad) and regular_lines(make_mask(MaskSpec("equispaced_acs", 4, 8), 4, 24))
     (tmp_path / "d").mkdir()
-    f = write_h5(tmp_path / "d" / "a.h5", s, masks={"R04_ktRadial": rad})
-    base = ["evaluate", str(tmp_path / "d"), "--accel", "ktRadial4"]
+    f = write_h5(tmp_path / "d" / "a.h5", s, masks={"R04_ktRadial": rad,
+                                                    "R04": make_mask(MaskSpec("equispaced_acs", 4, 8), 4, 24)})
+    base = ["evaluate", str(tmp_path / "d"), "--accel", "R04", "ktRadial4"]  # refused before R04 is scored
     assert main([*base, "--out", str(tmp_path / "e1"), "--methods", "zero_filled", "grappa"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(f) in err and "'masks/R04_ktRadial' (1, 4, 32, 24)" in err
     assert "varies along the readout H" in err and "grappa" in err
-    assert not (tmp_path / "e1" / "table1.csv").exists()
+    assert not (tmp_path / "e1" / "table1.csv").exists() and not list((tmp_path / "e1").rglob("*.png"))
+
+
+def test_promptmr_original_window_on_radial_masks_is_the_central_block():
+    from cinerecon.models import build_model
+
+    model = build_model("promptmr", preset="original", num_cascades=1, n_feat0=4, feature_dim=[6, 8, 10],
+                        prompt_dim=[2, 4, 6], sens_n_feat0=4, sens_feature_dim=[6, 8, 10],
+                        sens_prompt_dim=[2, 4, 6], len_prompt=[2, 2, 2], prompt_size=[8, 4, 2])
+    seen = {}
+    real = model.sens_net.refine
+
+    def spy(imgs):
+        seen["k"] = imgs
+        return real(imgs)
+
+    model.sens_net.refine = spy
+    h, w = 32, 24
+    rad = make_mask(MaskSpec("kt_radial", 4, 8), 2, w, seed=0, height=h)[None]  # (1, 1, 2, H, W)
+    k = torch.randn(1, 2, 2, h, w, dtype=torch.complex64) * rad
+    model.estimate_maps(k, rad)
+    from cinerecon.fft import fft2c
+
+    energy = fft2c(seen["k"]).abs().sum(dim=(0, 1))
+    kept = energy > 1e-4 * energy.max()  # (T, H, W) k-space points the window kept
+    for t in range(2):
+        rows, cols = kept[t].any(dim=1).nonzero().flatten(), kept[t].any(dim=0).nonzero().flatten()
+        assert len(cols) >= 8 and len(rows) >= 8  # the 8 x 8 block at least, not one column
+        assert len(cols) < w and len(rows) < h  # a low-pass window, not the whole k-space
+    lines = make_mask(MaskSpec("equispaced_acs", 4, 8), 2, w, seed=0)[None]  # unchanged for line masks
+    model.estimate_maps(torch.randn(1, 2, 2, h, w, dtype=torch.complex64) * lines, lines)
+    energy = fft2c(seen["k"]).abs().sum(dim=(0, 1, 2))
+    kept = energy > 1e-4 * energy.max()
+    assert kept.all(dim=0).sum() == 8 and torch.equal(kept.any(dim=0), kept.all(dim=0))  # 8 ACS columns, all rows

@@ -257,8 +257,8 @@ def regular_lines(mask: torch.Tensor) -> bool:
 
     Args:
         mask: real, (..., W) along the phase-encoding axis W, with the frames (if any) before
-            it, e.g. (1, T|1, 1, W) or (B, 1, T, 1, W); a mask that varies along the readout
-            (..., T, H, W) (pseudo-radial) is not a line pattern at all.
+            it, e.g. (1, T|1, 1, W) or (B, 1, T, 1, W); a mask of rank 4 or more that varies
+            along its readout axis -2 (1, T, H, W) (pseudo-radial) is not a line pattern at all.
 
     Returns:
         False for a mask that varies along the readout H; else True when every frame's
@@ -267,7 +267,7 @@ def regular_lines(mask: torch.Tensor) -> bool:
         the same in every frame; lines that move between frames are then taken for random ones.
     """
     w = mask.shape[-1]
-    if mask.dim() >= 3 and mask.shape[-2] > 1 and bool((mask != mask[..., :1, :]).any()):
+    if mask.dim() >= 4 and mask.shape[-2] > 1 and bool((mask != mask[..., :1, :]).any()):
         return False
     frames = np.unique(mask.reshape(-1, w).bool().cpu().numpy(), axis=0)
     for line in frames:

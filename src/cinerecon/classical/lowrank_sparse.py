@@ -98,7 +98,7 @@ class LplusSParams:
             raise ConfigError(f"L+S tol must be >= 0, got {self.tol}")
 
 
-#: Fewest central lines sampled in every frame for a mask to count as calibrated (``lam_l``).
+#: Fewest central lines (or side of a central block) sampled in every frame for a mask to count as calibrated (``lam_l``).
 MIN_CALIBRATION_LINES = 4
 
 
@@ -107,7 +107,8 @@ def calibrated(mask: torch.Tensor, shape: torch.Size | tuple[int, ...],
     """Which batch items' masks have a calibration block, computed on the mask's device.
 
     A calibration block is a ``min_lines`` x ``min_lines`` block of k-space (``min(min_lines,
-    H)`` rows) through the k-space centre (H // 2, W // 2), sampled in every frame. For line
+    H)`` rows; a W under ``min_lines`` has none) through the k-space centre (H // 2, W // 2),
+    sampled in every frame. For line
     masks this is a contiguous run of at least ``min_lines`` central lines (ACS); a 2-D
     pattern qualifies with a central block (pseudo-radial spokes around a calibration
     square, CMRxRecon2024 ``ktRadial``), whose aliasing and low-rank structure L+S treats as
@@ -126,7 +127,9 @@ def calibrated(mask: torch.Tensor, shape: torch.Size | tuple[int, ...],
     m = mask.reshape((1,) * (len(shape) - mask.dim()) + tuple(mask.shape))  # any broadcastable rank
     every = m.amin(dim=tuple(range(1, len(shape) - 2))) > 0  # (B or 1, H or 1, W or 1): in every coil, frame
     every = torch.broadcast_to(every, (every.shape[0], h, w))
-    kr, kc = min(min_lines, h), min(min_lines, w)
+    if w < min_lines:
+        return torch.zeros(b, dtype=torch.bool, device=mask.device)
+    kr, kc = min(min_lines, h), min_lines
     ch, cw = h // 2, w // 2
     # the (2 kr - 1) x (2 kc - 1) neighbourhood of the centre, False beyond the field
     pad = torch.nn.functional.pad(every.to(torch.uint8), (kc, kc, kr, kr))

@@ -271,6 +271,26 @@ def _stem(out: Path, root: Path, f: Path, method: str, mask_key: str | None) -> 
     return inside(out, stem, "reconstruction output")
 
 
+def _readout_varying_mask(f: Path, mask_key: str | None) -> tuple[int, ...] | None:
+    """The shape of ``f``'s stored mask (``mask_key`` None) or ``masks/<mask_key>`` as a sample mask
+    (1, T|1, H|1, W), when it varies along the readout H; None for line masks."""
+    from ..data.h5 import read_mask
+
+    if mask_key is not None:
+        m = read_mask(f, mask_key)[0]
+    else:
+        import h5py
+        import numpy as np
+
+        with h5py.File(f, "r") as h:
+            if "mask" not in h:
+                return None
+            m = torch.from_numpy(np.asarray(h["mask"][()], dtype=np.float32))
+    if m.shape[-2] > 1 and bool((m != m[..., :1, :]).any()):
+        return tuple(m.shape)
+    return None
+
+
 def require_accel(inputs: list[Path]) -> None:
     """Raise ConfigError when ``--accel`` was not given and some input is fully sampled.
 
@@ -314,6 +334,15 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
                                 + (f"{hint}; or use" if hint else "use") + " --accel none for the k-space as stored")
             if not info.fully_sampled:  # undersampled-only data: the key names the mask it was acquired with
                 as_stored.add(f)
+    if rec.name == "grappa":  # before any work: GRAPPA interpolates phase-encode lines only
+        for f in inputs:
+            stored = mask_key is None or f in as_stored
+            shape = _readout_varying_mask(f, None if stored else mask_key)
+            if shape is not None:
+                which = "'mask'" if stored else f"'masks/{mask_key}'"
+                raise DataError(f"{f}: mask {which} {shape} varies along the readout H (pseudo-radial or 2-D k-t "
+                                "sampling); GRAPPA takes phase-encode line masks only: cg_sense, lplus_s or crunet "
+                                "reconstruct it")
     stems = [_stem(out, root, f, rec.name, mask_key) for f in inputs]
     check_writable([p for s in stems for p in output_paths(s, formats).values()], overwrite)
     if batch_size < 1:
@@ -324,11 +353,6 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
     def load(f: Path) -> CineSample:
         nonlocal irregular_said
         sample = read_h5(f, mask_key=None if f in as_stored else mask_key)
-        if rec.name == "grappa" and sample.mask.shape[-2] > 1 and bool((sample.mask != sample.mask[..., :1, :]).any()):
-            which = "'mask'" if mask_key is None or f in as_stored else f"'masks/{mask_key}'"
-            raise DataError(f"{f}: mask {which} {tuple(sample.mask.shape)} varies along the readout H (pseudo-radial "
-                            "or 2-D k-t sampling); GRAPPA takes phase-encode line masks only: cg_sense, lplus_s or "
-                            "crunet reconstruct it")
         if rec.name == "grappa" and not irregular_said and not regular_lines(sample.mask):
             irregular_said = True
             print(f"reconstruct: warning: {f}: mask {mask_key or 'as stored'} is not an equispaced line grid (k-t "

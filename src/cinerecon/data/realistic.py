@@ -214,7 +214,7 @@ class RealCineDataset(Dataset):
         spec = cfg.masks[int(rng.choice(len(cfg.masks), p=self._mask_p))].spec
         spec = scaled_acs(spec, cfg.size[1], cfg.augment.ref_size)
         mask = make_mask(spec, cfg.frames, cfg.size[1], seed=int(rng.integers(2 ** 31)), height=cfg.size[0])
-        return full.with_mask(mask, accel=float(spec.accel), acs=spec.acs)
+        return full.with_mask(mask, accel=float(spec.accel), acs=0 if spec.kind == "kt_radial" else spec.acs)
 
 
 def body_mask(mag: np.ndarray, rel: float = 0.08, smooth: float = 2.0) -> np.ndarray:
@@ -241,7 +241,7 @@ def validation_samples(cfg: RealCineConfig, files: list[Path], seed: int = 0) ->
         base = real_cine_to_sample(path, coils=cfg.val_coils, snr_db=35.0, seed=seed + i, size=(n, n), n_frames=t)
         for j, spec in enumerate(cfg.val_masks):
             mask = make_mask(spec, t, n, seed=1000 * i + j, height=n)
-            s = base.with_mask(mask, accel=float(spec.accel), acs=spec.acs)
+            s = base.with_mask(mask, accel=float(spec.accel), acs=0 if spec.kind == "kt_radial" else spec.acs)
             out.append(CineSample(s.kspace, s.mask, s.maps, s.target,
                                   replace(s.meta, name=f"{path.stem}/{spec.kind}_R{spec.accel}")))
     return out

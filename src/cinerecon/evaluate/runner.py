@@ -311,10 +311,16 @@ def _active_methods(methods: Mapping[str, Method], files: Sequence[Path], accel:
     if not skip and not warn:
         return dict(methods)
     planar = _readout_varying(files, accel)
-    if planar is not None and warn:  # a line method asked for by name cannot run on a 2-D pattern at all
-        path, shape = planar
-        raise DataError(f"{path}: mask 'masks/{accel}' {shape} varies along the readout H (pseudo-radial or 2-D k-t "
-                        f"sampling); {', '.join(warn)} take(s) phase-encode line masks only: leave it out of --methods")
+    if planar is not None:  # a line method cannot run on a 2-D pattern at all
+        if warn:  # asked for by name: refused for every key before any slice is scored
+            path, shape = planar
+            raise DataError(f"{path}: mask 'masks/{accel}' {shape} varies along the readout H (pseudo-radial or 2-D "
+                            f"k-t sampling); {', '.join(warn)} take(s) phase-encode line masks only: leave it out of "
+                            "--methods")
+        for name in skip:
+            res.info.append(f"{name} left out at {accel}: its masks vary along the readout H (pseudo-radial); it "
+                            "takes phase-encode line masks only")
+        return {k: v for k, v in methods.items() if k not in skip}
     n = _irregular_slices(files, accel)
     if not n:
         return dict(methods)
@@ -435,9 +441,11 @@ def evaluate_dir(data_dir: str | Path, methods: Mapping[str, Method], *, out_dir
     timings: dict[str, TimingResult] = {}
     fig_dir = out_dir / "figures"
     figures: list[tuple[str, str, torch.Tensor, dict[str, torch.Tensor]]] = []  # (label, accel, target, recons)
-    for accel in dict.fromkeys(accel_key(a) for a in accels):  # R8 and 8 are one group
+    keys = list(dict.fromkeys(accel_key(a) for a in accels))  # R8 and 8 are one group
+    actives = {accel: _active_methods(methods, files, accel, options, res) for accel in keys}  # before any scoring
+    for accel in keys:
         per_volume: dict[tuple[str, str], list[SliceRecord]] = {}
-        active = _active_methods(methods, files, accel, options, res)  # before any slice is scored
+        active = actives[accel]
         for i, path in enumerate(files):
             sample = read_h5(path, mask_key=accel)
             meta = sample.meta

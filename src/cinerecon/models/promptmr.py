@@ -549,9 +549,24 @@ class PromptMROriginal(Unrolled):
         return {"preset": "original", **cfg}
 
     def estimate_maps(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-frame maps (B, C, T, H, W) from masked k-space (B, C, T, H, W) and a mask (B, 1, T, H|1, W)."""
+        """Per-frame maps (B, C, T, H, W) from masked k-space (B, C, T, H, W) and a mask (B, 1, T, H|1, W).
+
+        The original's low-pass window keeps the central columns sampled along the whole readout
+        (:func:`acs_window`). A frame whose mask varies along the readout H too (pseudo-radial
+        spokes around a calibration square, which the original was not written for) has no
+        such columns; it gets the rectangle of :func:`acs_window` along its central row times
+        :func:`acs_window` along its central column instead (decided per frame on the device).
+        """
         if self.config.mask_center:
-            kspace = kspace * acs_window(mask.amin(dim=-2)).unsqueeze(-2).to(kspace.real.dtype)
+            m = mask.to(kspace.real.dtype)
+            lines = acs_window(m.amin(dim=-2)).unsqueeze(-2)  # (B, 1, T, 1, W)
+            h, w = m.shape[-2], m.shape[-1]
+            if h > 1:
+                block = (acs_window(m[..., h // 2, :]).unsqueeze(-2)
+                         * acs_window(m[..., :, w // 2]).unsqueeze(-1))  # (B, 1, T, H, W)
+                planar = (m != m[..., :1, :]).flatten(-2).any(dim=-1)[..., None, None]  # (B, 1, T, 1, 1)
+                lines = torch.where(planar, block, lines)
+            kspace = kspace * lines.to(kspace.real.dtype)
         return self.sens_net.refine(ifft2c(kspace))
 
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor,

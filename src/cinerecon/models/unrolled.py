@@ -33,7 +33,7 @@ from ..operators import SenseOp, hard_dc, soft_dc, unit_norm_maps
 Config = TypeVar("Config")
 #: Choices of the first cascade's input image (see :class:`Unrolled`).
 INITIAL_IMAGES = ("zero_filled", "view_sharing", "cg_sense", "lplus_s", "lplus_s_kt")
-#: Fewest central lines sampled in every frame for ``initial="lplus_s"`` to run L+S (else CG-SENSE).
+#: Fewest central lines (or side of a central block) sampled in every frame for ``initial="lplus_s"`` to run L+S (else CG-SENSE).
 LPLUS_S_MIN_ACS = 4  # part of what the shipped weights were trained with: not tied to the classical constant
 #: ``initial="lplus_s_kt"``: the L+S threshold for items without a calibration block (k-t masks),
 #: started from the view-shared image; pinned here for the same reason.
@@ -192,7 +192,8 @@ def calibrated_items(mask: torch.Tensor, kspace: torch.Tensor) -> list[bool]:
     A block is at least :data:`LPLUS_S_MIN_ACS` contiguous central lines sampled in every
     frame, or a central block that wide both ways (the calibration square of pseudo-radial
     masks; :func:`~cinerecon.classical.lowrank_sparse.calibrated`). The answer depends on the
-    mask's values: one copy of the (small) mask to the host per call, not one per item.
+    mask's values: computed on the mask's device, then B booleans copied to the host (one
+    synchronisation per call, not one per item, and never the mask itself).
 
     Args:
         mask: real, broadcastable to ``kspace``.
@@ -200,8 +201,7 @@ def calibrated_items(mask: torch.Tensor, kspace: torch.Tensor) -> list[bool]:
     """
     from ..classical.lowrank_sparse import calibrated
 
-    mask_host = _per_item(mask, kspace).cpu()
-    return [bool(v) for v in calibrated(mask_host, kspace.shape, LPLUS_S_MIN_ACS).numpy()]
+    return [bool(v) for v in calibrated(mask, kspace.shape, LPLUS_S_MIN_ACS).cpu().numpy()]
 
 
 def _sense_or_lplus_s(kspace: torch.Tensor, op: SenseOp, lplus_s_where_calibrated: bool,
