@@ -330,7 +330,9 @@ def test_real_anatomy_smoke(tmp_path):
     series = _disc_series(tmp_path / "tiny_sax.npz", 48, 4)
     out = tmp_path / "out"
     assert bench.main(["--series", str(series), "--out", str(out), "--size", "48", "--frames", "4",
-                       "--coils", "4", "--masks", "R8", "R8 k-t random", "R8 k-t radial", "--skip", "lplus_s"]) == 0
+                       "--coils", "4", "--masks", "R8", "R8 k-t random", "R8 k-t radial", "--skip", "lplus_s",
+                       "--figure-mask", "R8 k-t radial"]) == 0
+    assert (out / "figure.png").stat().st_size > 1000
     rows = json.loads((out / "results.json").read_text())
     grappa = {r["mask"] for r in rows if r["method"] == "grappa"}
     assert grappa == {"R8"}
