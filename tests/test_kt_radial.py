@@ -169,6 +169,12 @@ def test_reconstruct_radial_file(tmp_path, capsys):
     assert main(["reconstruct", str(tmp_path / "d"), "--method", "grappa", "--accel", "ktRadial4", "--out",
                  str(tmp_path / "rec_d"), "--formats", "h5", "--quiet"]) == 2
     assert "1_radial.h5" in capsys.readouterr().err and not list((tmp_path / "rec_d").rglob("*.h5"))
+    # undersampled-only data, reconstructed as acquired: its stored 'mask' is checked the same way
+    u = write_h5(tmp_path / "acquired.h5", s.with_mask(rad, accel=4.0, acs=0))
+    assert main(["reconstruct", str(u), "--method", "grappa", "--out", str(tmp_path / "rec_u"), "--formats", "h5",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(u) in err and "mask 'mask' (1, 4, 32, 24) varies along the readout H" in err
     assert "varies along the readout H" in err and "Traceback" not in err
     assert main(["reconstruct", str(f), "--method", "lplus_s", *args]) == 0
     assert (tmp_path / "rec" / "a_lplus_s_R04_ktRadial.h5").is_file()

@@ -246,6 +246,12 @@ def acs_lines(mask: torch.Tensor) -> int:
     return hi - lo
 
 
+def varies_along_readout(mask: torch.Tensor) -> bool:
+    """Whether a mask (..., H|1, W), readout axis H at -2, differs between rows: a 2-D pattern
+    such as ``kt_radial`` rather than whole phase-encode lines."""
+    return mask.dim() >= 2 and mask.shape[-2] > 1 and bool((mask != mask[..., :1, :]).any())
+
+
 def regular_lines(mask: torch.Tensor) -> bool:
     """Whether every frame samples an equispaced grid of lines (plus a central block).
 
@@ -267,7 +273,7 @@ def regular_lines(mask: torch.Tensor) -> bool:
         the same in every frame; lines that move between frames are then taken for random ones.
     """
     w = mask.shape[-1]
-    if mask.dim() >= 4 and mask.shape[-2] > 1 and bool((mask != mask[..., :1, :]).any()):
+    if mask.dim() >= 4 and varies_along_readout(mask):
         return False
     frames = np.unique(mask.reshape(-1, w).bool().cpu().numpy(), axis=0)
     for line in frames:

@@ -30,7 +30,7 @@ from ..data.sample import CineSample
 from ..data.transforms import parse_mask_key
 from ..errors import CineReconError, ConfigError, DataError, WeightsNotFoundError
 from ..files import check_can_write, check_writable, inside, safe_name
-from ..masks import regular_lines
+from ..masks import regular_lines, varies_along_readout
 from . import check_device
 
 STORED = "none"
@@ -271,26 +271,6 @@ def _stem(out: Path, root: Path, f: Path, method: str, mask_key: str | None) -> 
     return inside(out, stem, "reconstruction output")
 
 
-def _readout_varying_mask(f: Path, mask_key: str | None) -> tuple[int, ...] | None:
-    """The shape of ``f``'s stored mask (``mask_key`` None) or ``masks/<mask_key>`` as a sample mask
-    (1, T|1, H|1, W), when it varies along the readout H; None for line masks."""
-    from ..data.h5 import read_mask
-
-    if mask_key is not None:
-        m = read_mask(f, mask_key)[0]
-    else:
-        import h5py
-        import numpy as np
-
-        with h5py.File(f, "r") as h:
-            if "mask" not in h:
-                return None
-            m = torch.from_numpy(np.asarray(h["mask"][()], dtype=np.float32))
-    if m.shape[-2] > 1 and bool((m != m[..., :1, :]).any()):
-        return tuple(m.shape)
-    return None
-
-
 def require_accel(inputs: list[Path]) -> None:
     """Raise ConfigError when ``--accel`` was not given and some input is fully sampled.
 
@@ -318,7 +298,7 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
     files of equal shapes) go through the method in one call; the time written per slice is
     its share of the call.
     """
-    from ..data.h5 import h5_info, read_h5
+    from ..data.h5 import h5_info, read_h5, read_mask, read_sampling_mask
 
     fps = check_fps(fps)
     check_scale(scale)
@@ -337,12 +317,12 @@ def reconstruct_files(inputs: list[Path], root: Path, out: Path, rec: Reconstruc
     if rec.name == "grappa":  # before any work: GRAPPA interpolates phase-encode lines only
         for f in inputs:
             stored = mask_key is None or f in as_stored
-            shape = _readout_varying_mask(f, None if stored else mask_key)
-            if shape is not None:
+            m = read_sampling_mask(f) if stored else read_mask(f, mask_key)[0]
+            if varies_along_readout(m):
                 which = "'mask'" if stored else f"'masks/{mask_key}'"
-                raise DataError(f"{f}: mask {which} {shape} varies along the readout H (pseudo-radial or 2-D k-t "
-                                "sampling); GRAPPA takes phase-encode line masks only: cg_sense, lplus_s or crunet "
-                                "reconstruct it")
+                raise DataError(f"{f}: mask {which} {tuple(m.shape)} varies along the readout H (pseudo-radial or "
+                                "2-D k-t sampling); GRAPPA takes phase-encode line masks only: cg_sense, lplus_s or "
+                                "crunet reconstruct it")
     stems = [_stem(out, root, f, rec.name, mask_key) for f in inputs]
     check_writable([p for s in stems for p in output_paths(s, formats).values()], overwrite)
     if batch_size < 1:

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
-from ..masks import MaskSpec, acs_lines, effective_acceleration
+from ..masks import MaskSpec, acs_lines, effective_acceleration, varies_along_readout
 from ..files import atomic_output, atomic_write_text, check_writable
 from .export import attr_floats, geometry_attrs, geometry_from_attrs, shown
 from .sample import CineSample, SampleMeta, check_array_size, check_mask_values
@@ -73,7 +73,7 @@ def _stored_form(mask: torch.Tensor, key: str, frames: int, height: int, width: 
         m = m[0]
     if m.ndim == 3 and m.shape[1] == 1:
         m = m[:, 0]
-    elif m.ndim == 3 and m.shape[1] == height and bool((m == m[:, :1]).all()):
+    elif m.ndim == 3 and m.shape[1] == height and not varies_along_readout(m):
         m = m[:, 0]
     ok = m.shape[0] in (1, frames) and m.shape[-1] == width and (m.ndim == 2 or (m.ndim == 3 and m.shape[1] == height))
     if not ok:
@@ -380,12 +380,9 @@ def read_h5(path: str | Path, mask_key: str | None = None,
             kspace = _read(f["kspace"], path, "kspace", 1, index)
             maps = _read(f["maps"], path, "maps")
             target = _read(f["target"], path, "target", 0, index) if info.has_target else None
-            if "mask" in f:
-                mask = _read(f["mask"], path, "mask")
-                if index is not None and mask.shape[1] > 1:
-                    mask = mask[:, index]
-            else:
-                mask = np.ones((1, 1, 1, w), dtype=np.float32)
+            mask = _sampling_mask(f, path, w)
+            if index is not None and mask.shape[1] > 1:
+                mask = mask[:, index]
             meta = _meta(f, path, info, index)
         except (OSError, KeyError, RuntimeError) as e:
             raise DataError(f"{path}: corrupted HDF5 file: {e}") from e
@@ -393,6 +390,24 @@ def read_h5(path: str | Path, mask_key: str | None = None,
                         torch.from_numpy(maps.astype(np.complex64)),
                         None if target is None else torch.from_numpy(target.astype(np.complex64)), meta)
     return sample if new_mask is None else apply_mask(sample, new_mask, new_accel)
+
+
+def _sampling_mask(f: h5py.File, path: Path, width: int) -> np.ndarray:
+    """The dataset ``mask`` of an open, inspected file, (1, T|1, H|1, W); ones (1, 1, 1, W) when absent."""
+    if "mask" not in f:
+        return np.ones((1, 1, 1, width), dtype=np.float32)
+    return _read(f["mask"], path, "mask")
+
+
+def read_sampling_mask(path: str | Path) -> torch.Tensor:
+    """Read the sampling mask of the stored ``kspace`` (dataset ``mask``) as (1, T|1, H|1, W) float32,
+    checked as :func:`read_h5` checks it, without reading the k-space."""
+    path = Path(path)
+    with _open(path) as f:
+        try:
+            return torch.from_numpy(_sampling_mask(f, path, _inspect(f, path).shape[3]).astype(np.float32))
+        except (OSError, KeyError, RuntimeError) as e:
+            raise DataError(f"{path}: corrupted HDF5 file: {e}") from e
 
 
 def _stored_mask(f: h5py.File, path: Path, info: H5Info, mask_key: str, index: np.ndarray | None

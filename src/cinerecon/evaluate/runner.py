@@ -45,7 +45,7 @@ import torch
 from ..data.transforms import mask_key, parse_mask_key
 from ..errors import ConfigError, DataError, OutputExistsError
 from ..files import atomic_write_text, check_can_write, check_writable, inside, safe_name
-from ..masks import regular_lines
+from ..masks import regular_lines, varies_along_readout
 from ..operators import SenseOp
 from .dists import try_load_dists
 from .dynamic import DEFAULT_PERCENTILE, region_metrics
@@ -283,22 +283,18 @@ def _with_reference(files: Sequence[Path], split: str, data_dir: Path) -> tuple[
                   f"only, with no fully sampled reference to score against ({shown}{more}); {len(kept)} with one remain")
 
 
-def _irregular_slices(files: Sequence[Path], accel: str) -> int:
-    """How many of ``files`` have a mask ``accel`` that is not a regular line pattern (reads the masks only)."""
+def _mask_patterns(files: Sequence[Path], accel: str) -> tuple[tuple[Path, tuple[int, ...]] | None, int]:
+    """One read of each slice's mask ``accel`` (the masks only): the first that varies along the readout
+    H, with its shape (None if none), and how many are not regular line patterns."""
     from ..data.h5 import read_mask
 
-    return sum(not regular_lines(read_mask(path, accel)[0]) for path in files)
-
-
-def _readout_varying(files: Sequence[Path], accel: str) -> tuple[Path, tuple[int, ...]] | None:
-    """The first of ``files`` whose mask ``accel`` varies along the readout H, with its shape; None if none."""
-    from ..data.h5 import read_mask
-
+    planar, irregular = None, 0
     for path in files:
         m = read_mask(path, accel)[0]
-        if m.shape[-2] > 1 and bool((m != m[..., :1, :]).any()):
-            return path, tuple(m.shape)
-    return None
+        if planar is None and varies_along_readout(m):
+            planar = path, tuple(m.shape)
+        irregular += not regular_lines(m)
+    return planar, irregular
 
 
 def _active_methods(methods: Mapping[str, Method], files: Sequence[Path], accel: str, options: EvaluationOptions,
@@ -310,7 +306,7 @@ def _active_methods(methods: Mapping[str, Method], files: Sequence[Path], accel:
     warn = [n for n in methods if n in options.warn_irregular + options.skip_irregular and n not in skip]
     if not skip and not warn:
         return dict(methods)
-    planar = _readout_varying(files, accel)
+    planar, n = _mask_patterns(files, accel)
     if planar is not None:  # a line method cannot run on a 2-D pattern at all
         if warn:  # asked for by name: refused for every key before any slice is scored
             path, shape = planar
@@ -321,7 +317,6 @@ def _active_methods(methods: Mapping[str, Method], files: Sequence[Path], accel:
             res.info.append(f"{name} left out at {accel}: its masks vary along the readout H (pseudo-radial); it "
                             "takes phase-encode line masks only")
         return {k: v for k, v in methods.items() if k not in skip}
-    n = _irregular_slices(files, accel)
     if not n:
         return dict(methods)
     why = (f"the {accel} masks of {n} of {len(files)} slice(s) are not regular (equispaced) line patterns, which "
